@@ -1,0 +1,141 @@
+//! Wiring: opens the store, binds the HTTP and DIMSE listeners (port 0 picks a free port and
+//! the bound address is logged), runs both under one shutdown signal, and joins them in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::dimse::scp::{self, ScpContext, StoreEvent};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use crate::web::{self, AppState};
+
+/// Start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the cache: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway.
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub dimse_addr: SocketAddr,
+    pub store: Arc<Store>,
+    pub events: broadcast::Sender<StoreEvent>,
+    shutdown: watch::Sender<bool>,
+    http: JoinHandle<()>,
+    dimse: JoinHandle<()>,
+}
+
+/// Open everything and start serving.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let config = Arc::new(config);
+    let store = Store::open(&config.store).await?;
+    let metrics = Arc::new(Metrics::default());
+    let (events, _) = broadcast::channel(1024);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let http_listener = bind("http", config.http.listen).await?;
+    let dimse_listener = bind("dimse", config.dimse.listen).await?;
+    let http_addr = local_addr(&http_listener, config.http.listen);
+    let dimse_addr = local_addr(&dimse_listener, config.dimse.listen);
+
+    let state = AppState {
+        config: Arc::clone(&config),
+        store: Arc::clone(&store),
+        metrics: Arc::clone(&metrics),
+    };
+    let mut http_shutdown = shutdown_rx.clone();
+    let http = tokio::spawn(async move {
+        let app = web::app(state);
+        let served = axum::serve(http_listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_shutdown.changed().await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+
+    let ctx = Arc::new(ScpContext {
+        config: config.dimse.clone(),
+        store: Arc::clone(&store),
+        metrics,
+        events: events.clone(),
+    });
+    let dimse = tokio::spawn(scp::serve(dimse_listener, ctx, shutdown_rx));
+
+    tracing::info!(
+        http = %http_addr,
+        dicomweb = %format!("http://{http_addr}{}", config.http.base_path),
+        dimse = %dimse_addr,
+        ae_title = %config.dimse.ae_title,
+        cache = %config.store.path.display(),
+        "tsunagi ready"
+    );
+    Ok(Running {
+        http_addr,
+        dimse_addr,
+        store,
+        events,
+        shutdown,
+        http,
+        dimse,
+    })
+}
+
+impl Running {
+    /// Stop accepting, let running requests and associations finish, and join.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.dimse.await;
+        let _ = self.http.await;
+        tracing::info!("tsunagi stopped");
+    }
+}
+
+/// Run until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let running = start(config).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+fn local_addr(l: &TcpListener, fallback: SocketAddr) -> SocketAddr {
+    l.local_addr().unwrap_or(fallback)
+}

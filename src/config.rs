@@ -1,0 +1,481 @@
+//! Configuration: the typed tree of `proxy.toml`, its defaults, human units
+//! (`"50GiB"`, `"30s"`), environment overrides (`TSUNAGI_SECTION__KEY`) and validation.
+//!
+//! Every key has a default, so the gateway runs with no file at all (embedded defaults).
+//! Unknown keys are rejected so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Prefix of environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "TSUNAGI_";
+
+/// Errors while loading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration in {origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("invalid environment override {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration tree.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub dimse: DimseConfig,
+    pub http: HttpConfig,
+    pub store: StoreConfig,
+    #[serde(rename = "upstream")]
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// The DIMSE side: our application entity and its listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DimseConfig {
+    /// Our AE title, as PACS know us.
+    pub ae_title: String,
+    /// Where the C-STORE / C-ECHO SCP listens. Port 0 binds an ephemeral port.
+    pub listen: SocketAddr,
+    /// Largest P-DATA PDU we accept.
+    pub max_pdu_length: u32,
+    /// Associations served at once; further ones are rejected (transient).
+    pub max_associations: usize,
+    /// How long a peer may stay silent within an association.
+    #[serde(with = "human_duration")]
+    pub timeout: Duration,
+    /// Accept associations whatever Called AE title the peer uses.
+    pub accept_any_called_ae: bool,
+}
+
+impl Default for DimseConfig {
+    fn default() -> Self {
+        Self {
+            ae_title: "TSUNAGI".into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 11112)),
+            max_pdu_length: 256 * 1024,
+            max_associations: 64,
+            timeout: Duration::from_secs(60),
+            accept_any_called_ae: true,
+        }
+    }
+}
+
+/// The HTTP side: DICOMweb and the admin endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Where the HTTP server listens. Port 0 binds an ephemeral port.
+    pub listen: SocketAddr,
+    /// The DICOMweb root: `{base_path}/studies`, ...
+    pub base_path: String,
+    /// Origins allowed by CORS (`["*"]` for any); empty disables CORS headers.
+    pub cors_allow_origins: Vec<String>,
+    /// Default QIDO-RS page size when the client gives no `limit`.
+    pub qido_default_limit: usize,
+    /// Largest QIDO-RS page a client may ask for.
+    pub qido_max_limit: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            base_path: "/dicom-web".into(),
+            cors_allow_origins: vec!["*".into()],
+            qido_default_limit: 1000,
+            qido_max_limit: 10_000,
+        }
+    }
+}
+
+/// The cache: files on disk plus the SQLite index, and the in-memory hot tier.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Directory of the disk cache and the index.
+    pub path: PathBuf,
+    /// Size limit of the disk cache.
+    #[serde(with = "human_bytes")]
+    pub max_size: u64,
+    /// Size of the in-memory hot tier, weighed by bytes.
+    #[serde(with = "human_bytes")]
+    pub memory: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("./tsunagi-data"),
+            max_size: 50 * (1 << 30),
+            memory: 512 * (1 << 20),
+        }
+    }
+}
+
+/// How we retrieve from an upstream PACS.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetrieveMethod {
+    #[default]
+    CMove,
+    CGet,
+}
+
+/// A hospital PACS we query and retrieve from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Short name used in logs, metrics, warnings and the CLI.
+    pub name: String,
+    /// The PACS's AE title.
+    pub ae_title: String,
+    /// host:port of the PACS.
+    pub address: String,
+    #[serde(default)]
+    pub retrieve: RetrieveMethod,
+    /// The AE title the PACS knows us by for C-MOVE; defaults to `dimse.ae_title`.
+    #[serde(default)]
+    pub move_destination: Option<String>,
+    /// Associations we open to this PACS at most.
+    #[serde(default = "default_upstream_associations")]
+    pub max_associations: usize,
+    /// Connect and DIMSE timeout.
+    #[serde(default = "default_upstream_timeout", with = "human_duration")]
+    pub timeout: Duration,
+    /// Specific Character Set used in C-FIND identifiers sent to this PACS.
+    #[serde(default = "default_upstream_charset")]
+    pub character_set: String,
+}
+
+fn default_upstream_associations() -> usize {
+    2
+}
+fn default_upstream_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_upstream_charset() -> String {
+    "ISO_IR 192".into()
+}
+
+impl Config {
+    /// Load `path` if given (it must exist), else `./proxy.toml` if present, else the embedded
+    /// defaults; then apply environment overrides and validate.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let (text, origin) = match path {
+            Some(p) => (read(p)?, p.display().to_string()),
+            None if Path::new("proxy.toml").exists() => {
+                (read(Path::new("proxy.toml"))?, "proxy.toml".into())
+            }
+            None => (String::new(), "embedded defaults".into()),
+        };
+        let vars = std::env::vars().filter(|(k, _)| k.starts_with(ENV_PREFIX));
+        Self::from_toml_with_env(&text, &origin, vars)
+    }
+
+    /// Parse a TOML document, apply `(name, value)` overrides, and validate.
+    pub fn from_toml_with_env(
+        text: &str,
+        origin: &str,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let parse_err = |e: toml::de::Error| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        };
+        let mut tree: toml::Value = toml::from_str(text).map_err(parse_err)?;
+        for (var, value) in env {
+            apply_env_override(&mut tree, &var, &value)?;
+        }
+        let config: Config = tree.try_into().map_err(parse_err)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_ae_title("dimse.ae_title", &self.dimse.ae_title)?;
+        let base = &self.http.base_path;
+        if !base.is_empty() && (!base.starts_with('/') || base.ends_with('/')) {
+            return Err(ConfigError::Invalid(format!(
+                "http.base_path {base:?} must start with '/' and not end with '/' (or be empty)"
+            )));
+        }
+        if self.dimse.max_pdu_length < 4096 {
+            return Err(ConfigError::Invalid(
+                "dimse.max_pdu_length must be at least 4096".into(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for up in &self.upstreams {
+            if !names.insert(up.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "upstream name {:?} is used twice",
+                    up.name
+                )));
+            }
+            check_ae_title(&format!("upstream {:?} ae_title", up.name), &up.ae_title)?;
+            if let Some(dest) = &up.move_destination {
+                check_ae_title(&format!("upstream {:?} move_destination", up.name), dest)?;
+            }
+            if up.max_associations == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "upstream {:?}: max_associations must be at least 1",
+                    up.name
+                )));
+            }
+            if !up.address.contains(':') {
+                return Err(ConfigError::Invalid(format!(
+                    "upstream {:?}: address {:?} must be host:port",
+                    up.name, up.address
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The AE title a given upstream should C-MOVE to.
+    pub fn move_destination<'a>(&'a self, up: &'a UpstreamConfig) -> &'a str {
+        up.move_destination
+            .as_deref()
+            .unwrap_or(&self.dimse.ae_title)
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn check_ae_title(what: &str, ae: &str) -> Result<(), ConfigError> {
+    let ok = !ae.trim().is_empty()
+        && ae.len() <= 16
+        && ae.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+        && !ae.contains('\\');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "{what} {ae:?} must be 1 to 16 printable ASCII characters without '\\'"
+        )))
+    }
+}
+
+/// Set `TSUNAGI_HTTP__LISTEN=...` as `http.listen`; `TSUNAGI_UPSTREAM__0__ADDRESS` indexes arrays.
+fn apply_env_override(tree: &mut toml::Value, var: &str, value: &str) -> Result<(), ConfigError> {
+    let env_err = |message: String| ConfigError::Env {
+        var: var.to_string(),
+        message,
+    };
+    let path: Vec<String> = var[ENV_PREFIX.len()..]
+        .split("__")
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    if path.iter().any(String::is_empty) {
+        return Err(env_err("empty key segment".into()));
+    }
+    let mut node = tree;
+    for (i, key) in path.iter().enumerate() {
+        let last = i + 1 == path.len();
+        node = match node {
+            toml::Value::Table(t) if last => {
+                t.insert(key.clone(), env_value(value));
+                return Ok(());
+            }
+            toml::Value::Table(t) => t
+                .entry(key.clone())
+                .or_insert_with(|| toml::Value::Table(Default::default())),
+            toml::Value::Array(a) => {
+                let idx: usize = key
+                    .parse()
+                    .map_err(|_| env_err(format!("{key:?} is not an array index")))?;
+                let len = a.len();
+                let slot = a
+                    .get_mut(idx)
+                    .ok_or_else(|| env_err(format!("index {idx} out of range ({len})")))?;
+                if last {
+                    *slot = env_value(value);
+                    return Ok(());
+                }
+                slot
+            }
+            _ => return Err(env_err(format!("{key:?} is not a section"))),
+        };
+    }
+    Ok(())
+}
+
+/// An override value is a TOML literal when it parses as one (numbers, booleans, arrays),
+/// otherwise a plain string.
+fn env_value(value: &str) -> toml::Value {
+    let doc = format!("v = {value}");
+    match toml::from_str::<toml::Table>(&doc) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(value.into())),
+        Err(_) => toml::Value::String(value.into()),
+    }
+}
+
+/// Parse "512MiB", "50GiB", "1.5GB", "1048576" into bytes.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like \"512MiB\""))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        other => return Err(format!("unknown size unit {other:?} in {text:?}")),
+    };
+    Ok((n * mult as f64) as u64)
+}
+
+/// Parse "30s", "500ms", "2m", "1h" into a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like \"30s\""))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown duration unit {other:?} in {text:?}")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+mod human_bytes {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(n),
+            Raw::Text(s) => super::parse_bytes(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+mod human_duration {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Secs(n) => Ok(Duration::from_secs(n)),
+            Raw::Text(s) => super::parse_duration(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_proxy_toml_parses() {
+        let text = include_str!("../proxy.toml");
+        let cfg = Config::from_toml_with_env(text, "proxy.toml", std::iter::empty()).unwrap();
+        assert_eq!(cfg.dimse.ae_title, "TSUNAGI");
+        assert_eq!(cfg.http.base_path, "/dicom-web");
+    }
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let cfg = Config::from_toml_with_env("", "defaults", std::iter::empty()).unwrap();
+        assert_eq!(cfg.store.max_size, 50 << 30);
+        assert_eq!(cfg.store.memory, 512 << 20);
+        assert!(cfg.upstreams.is_empty());
+    }
+
+    #[test]
+    fn env_overrides_sections_and_arrays() {
+        let text = "[[upstream]]\nname = \"a\"\nae_title = \"A\"\naddress = \"h:1\"\n";
+        let env = vec![
+            (
+                "TSUNAGI_HTTP__LISTEN".to_string(),
+                "127.0.0.1:0".to_string(),
+            ),
+            ("TSUNAGI_STORE__MEMORY".to_string(), "1MiB".to_string()),
+            (
+                "TSUNAGI_UPSTREAM__0__MAX_ASSOCIATIONS".to_string(),
+                "4".to_string(),
+            ),
+        ];
+        let cfg = Config::from_toml_with_env(text, "t", env.into_iter()).unwrap();
+        assert_eq!(cfg.http.listen.port(), 0);
+        assert_eq!(cfg.store.memory, 1 << 20);
+        assert_eq!(cfg.upstreams[0].max_associations, 4);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Config::from_toml_with_env("[http]\nlisten_on = 1", "t", std::iter::empty())
+            .unwrap_err();
+        assert!(err.to_string().contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(parse_bytes("50GiB").unwrap(), 50 << 30);
+        assert_eq!(parse_bytes("1.5 KiB").unwrap(), 1536);
+        assert!(parse_bytes("12 parsecs").is_err());
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn bad_ae_title_is_rejected() {
+        let err = Config::from_toml_with_env(
+            "[dimse]\nae_title = \"WAY_TOO_LONG_AE_TITLE\"",
+            "t",
+            std::iter::empty(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("ae_title"));
+    }
+}

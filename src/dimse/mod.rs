@@ -1,0 +1,11 @@
+//! The DIMSE side: our own small typed DIMSE layer over dicom-ul (command sets and statuses,
+//! a message reader/writer that streams data sets), and the SCP that accepts associations
+//! from PACS and modalities (C-ECHO, C-STORE into the cache).
+
+pub mod command;
+pub mod connection;
+pub mod scp;
+pub mod store_scp;
+
+pub use command::{Command, CommandField, Status, StatusClass};
+pub use connection::{DimseConnection, DimseError, Event};

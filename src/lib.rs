@@ -1,0 +1,18 @@
+//! Tsunagi (つなぎ): a DICOM imaging gateway and DICOMweb proxy for regional
+//! health-information networks.
+//!
+//! - [`dimse`]: the DIMSE side (C-ECHO and C-STORE SCP; our typed DIMSE layer).
+//! - [`store`]: the cache (durable files, SQLite index, in-memory hot tier).
+//! - [`web`]: the HTTP side (QIDO-RS, WADO-RS, health and metrics).
+//! - [`charset`], [`dicom_json`]: text in every Specific Character Set, and DICOM JSON.
+//! - [`config`], [`app`]: configuration and wiring.
+
+pub mod app;
+pub mod charset;
+pub mod config;
+pub mod dicom_json;
+pub mod dimse;
+pub mod metrics;
+pub mod store;
+pub mod types;
+pub mod web;

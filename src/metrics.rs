@@ -1,0 +1,49 @@
+//! Prometheus metrics: process-wide counters, rendered in the text exposition format at
+//! `/metrics`. No patient data ever goes into a label.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($name:ident: $help:literal),* $(,)?) => {
+        /// Counters of the whole process.
+        #[derive(Default)]
+        pub struct Metrics { $(pub $name: AtomicU64,)* }
+
+        impl Metrics {
+            /// Render all counters in the Prometheus text format.
+            pub fn render(&self) -> String {
+                let mut out = String::new();
+                $(
+                    let _ = writeln!(out, "# HELP tsunagi_{} {}", stringify!($name), $help);
+                    let _ = writeln!(out, "# TYPE tsunagi_{} counter", stringify!($name));
+                    let _ = writeln!(out, "tsunagi_{} {}", stringify!($name), self.$name.load(Ordering::Relaxed));
+                )*
+                out
+            }
+        }
+    };
+}
+
+counters! {
+    associations_accepted_total: "Inbound DIMSE associations accepted.",
+    associations_rejected_total: "Inbound DIMSE associations rejected (limit or access).",
+    cstore_received_total: "C-STORE requests answered with success.",
+    cstore_failed_total: "C-STORE requests answered with a failure status.",
+    cstore_bytes_total: "Bytes of instances stored by C-STORE.",
+    cecho_total: "C-ECHO requests answered.",
+    http_requests_total: "HTTP requests served.",
+    qido_requests_total: "QIDO-RS searches answered.",
+    wado_instances_total: "Instances sent by WADO-RS.",
+    wado_frames_total: "Frames sent by WADO-RS.",
+    wado_bytes_total: "Body bytes of WADO-RS instance and frame parts.",
+}
+
+impl Metrics {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}

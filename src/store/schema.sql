@@ -1,0 +1,71 @@
+-- Tsunagi cache index (SQLite). One row per study, series and instance held in the disk cache.
+-- Text is UTF-8, decoded from each instance's Specific Character Set; DICOM padding trimmed.
+-- Multi-valued attributes keep DICOM's backslash separator. Dates are DA (YYYYMMDD), times TM.
+-- `meta_json` columns hold DICOM JSON (PS3.18 F.2) objects; bulk values there carry a
+-- "BulkDataURI" that is relative to the DICOMweb root (e.g. "studies/1.2/series/3.4/instances/5.6/bulk/7FE00010")
+-- and is made absolute when served.
+
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA foreign_keys = ON;
+
+CREATE TABLE IF NOT EXISTS study (
+    study_uid                 TEXT PRIMARY KEY,
+    patient_id                TEXT NOT NULL DEFAULT '',
+    issuer_of_patient_id      TEXT NOT NULL DEFAULT '',
+    patient_name              TEXT NOT NULL DEFAULT '',   -- full PN, groups joined by '=' ("Yamada^Tarou=山田^太郎=やまだ^たろう")
+    patient_birth_date        TEXT NOT NULL DEFAULT '',
+    patient_sex               TEXT NOT NULL DEFAULT '',
+    study_date                TEXT NOT NULL DEFAULT '',
+    study_time                TEXT NOT NULL DEFAULT '',
+    accession_number          TEXT NOT NULL DEFAULT '',
+    study_id                  TEXT NOT NULL DEFAULT '',
+    study_description         TEXT NOT NULL DEFAULT '',
+    referring_physician_name  TEXT NOT NULL DEFAULT '',
+    modalities_in_study       TEXT NOT NULL DEFAULT '',   -- computed: sorted distinct series modalities, '\'-joined
+    num_series                INTEGER NOT NULL DEFAULT 0, -- computed
+    num_instances             INTEGER NOT NULL DEFAULT 0, -- computed
+    meta_json                 TEXT NOT NULL,              -- patient + study level attributes (DICOM JSON object)
+    updated_at                INTEGER NOT NULL            -- unix seconds of the last instance received
+);
+CREATE INDEX IF NOT EXISTS study_patient_id ON study(patient_id);
+CREATE INDEX IF NOT EXISTS study_date_idx ON study(study_date);
+CREATE INDEX IF NOT EXISTS study_accession ON study(accession_number);
+
+CREATE TABLE IF NOT EXISTS series (
+    series_uid                TEXT PRIMARY KEY,
+    study_uid                 TEXT NOT NULL REFERENCES study(study_uid) ON DELETE CASCADE,
+    modality                  TEXT NOT NULL DEFAULT '',
+    series_number             INTEGER,
+    series_description        TEXT NOT NULL DEFAULT '',
+    series_date               TEXT NOT NULL DEFAULT '',
+    series_time               TEXT NOT NULL DEFAULT '',
+    body_part_examined        TEXT NOT NULL DEFAULT '',
+    performed_procedure_step_start_date TEXT NOT NULL DEFAULT '',
+    performed_procedure_step_start_time TEXT NOT NULL DEFAULT '',
+    num_instances             INTEGER NOT NULL DEFAULT 0, -- computed
+    meta_json                 TEXT NOT NULL,              -- series level attributes (DICOM JSON object)
+    updated_at                INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS series_study ON series(study_uid);
+
+CREATE TABLE IF NOT EXISTS instance (
+    sop_instance_uid          TEXT PRIMARY KEY,
+    series_uid                TEXT NOT NULL REFERENCES series(series_uid) ON DELETE CASCADE,
+    study_uid                 TEXT NOT NULL,
+    sop_class_uid             TEXT NOT NULL DEFAULT '',
+    instance_number           INTEGER,
+    transfer_syntax_uid       TEXT NOT NULL,
+    rows                      INTEGER,
+    columns                   INTEGER,
+    bits_allocated            INTEGER,
+    samples_per_pixel         INTEGER,
+    number_of_frames          INTEGER,
+    file_path                 TEXT NOT NULL,              -- relative to store.path
+    file_size                 INTEGER NOT NULL,
+    sha256                    TEXT NOT NULL,              -- of the whole file; used for ETags
+    meta_json                 TEXT NOT NULL,              -- the whole top-level data set (DICOM JSON object, bulk as relative BulkDataURI)
+    received_at               INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS instance_series ON instance(series_uid);
+CREATE INDEX IF NOT EXISTS instance_study ON instance(study_uid);

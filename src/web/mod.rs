@@ -1,0 +1,205 @@
+//! The HTTP side: the DICOMweb router (QIDO-RS search, WADO-RS retrieve under
+//! `http.base_path`), health and metrics endpoints, CORS and JSON compression, and the one
+//! mapping from errors to HTTP statuses.
+
+pub mod admin;
+pub mod multipart;
+pub mod negotiate;
+pub mod qido;
+pub mod search;
+pub mod wado;
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Errors answered to HTTP clients, each with a message saying what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    NotAcceptable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut body = self.to_string();
+        body.push('\n');
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        ApiError::Internal(format!("index: {e}"))
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::Internal(format!("background task: {e}"))
+    }
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let dicomweb = Router::new()
+        .route("/studies", get(search::studies))
+        .route("/series", get(search::all_series))
+        .route("/instances", get(search::all_instances))
+        .route("/studies/{study}", get(wado::retrieve_study))
+        .route("/studies/{study}/metadata", get(wado::study_metadata))
+        .route("/studies/{study}/series", get(search::study_series))
+        .route("/studies/{study}/instances", get(search::study_instances))
+        .route(
+            "/studies/{study}/series/{series}",
+            get(wado::retrieve_series),
+        )
+        .route(
+            "/studies/{study}/series/{series}/metadata",
+            get(wado::series_metadata),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances",
+            get(search::series_instances),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}",
+            get(wado::retrieve_instance),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/metadata",
+            get(wado::instance_metadata),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+            get(wado::frames),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/bulk/{*path}",
+            get(wado::bulk),
+        )
+        .layer(json_compression());
+    let base = state.config.http.base_path.clone();
+    let router = if base.is_empty() {
+        dicomweb
+    } else {
+        Router::new().nest(&base, dicomweb)
+    };
+    router
+        .route("/metrics", get(admin::metrics))
+        .route("/healthz", get(admin::health))
+        .layer(cors(&state.config.http.cors_allow_origins))
+        .with_state(state)
+}
+
+/// gzip for JSON only: pixel data is either already compressed or large and cheap to send
+/// on a LAN (per-link policy belongs to the delivery layer).
+fn json_compression() -> CompressionLayer<impl Predicate> {
+    let predicate = SizeAbove::new(1024)
+        .and(NotForContentType::new("multipart/related"))
+        .and(NotForContentType::new("application/octet-stream"))
+        .and(NotForContentType::IMAGES);
+    CompressionLayer::new().gzip(true).compress_when(predicate)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        )
+    };
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
+        .allow_headers([
+            header::ACCEPT,
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+            header::RANGE,
+        ])
+        .expose_headers([
+            header::WARNING,
+            header::ETAG,
+            header::CONTENT_TYPE,
+            header::CONTENT_LENGTH,
+        ])
+}
+
+/// The absolute DICOMweb root as the client sees it (honours `X-Forwarded-Proto/Host`).
+pub fn base_url(headers: &HeaderMap, config: &Config) -> String {
+    let pick = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let scheme = pick("x-forwarded-proto")
+        .filter(|s| s == "http" || s == "https")
+        .unwrap_or_else(|| "http".into());
+    let host = pick("x-forwarded-host")
+        .or_else(|| pick("host"))
+        .filter(|h| is_sane_host(h))
+        .unwrap_or_else(|| config.http.listen.to_string());
+    format!("{scheme}://{host}{}", config.http.base_path)
+}
+
+fn is_sane_host(h: &str) -> bool {
+    h.len() <= 255
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+}

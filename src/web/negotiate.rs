@@ -1,0 +1,275 @@
+//! Content negotiation for WADO-RS (PS3.18 §8.7): parse `Accept` as real viewers send it
+//! (quoted or unquoted `type=`, `transfer-syntax=*`, q-values, several ranges) and choose, per
+//! instance or frame, a media type and transfer syntax we can produce without changing pixels.
+
+use crate::types::ts;
+
+/// One media range of an Accept header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaRange {
+    /// `type/subtype`, lower-cased.
+    pub media_type: String,
+    /// Parameters with lower-cased names and unquoted values.
+    pub params: Vec<(String, String)>,
+    pub q: f32,
+}
+
+impl MediaRange {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn is_multipart(&self) -> bool {
+        self.media_type == "multipart/related"
+    }
+
+    /// The media type of the parts: `type=` for multipart, else the range itself.
+    pub fn part_type(&self) -> &str {
+        if self.is_multipart() {
+            self.param("type").unwrap_or("")
+        } else {
+            &self.media_type
+        }
+    }
+}
+
+/// Parse an Accept header; an absent or empty header means `*/*`.
+pub fn parse_accept(header: Option<&str>) -> Vec<MediaRange> {
+    let text = header.unwrap_or("").trim();
+    if text.is_empty() {
+        return vec![MediaRange {
+            media_type: "*/*".into(),
+            params: Vec::new(),
+            q: 1.0,
+        }];
+    }
+    let mut ranges: Vec<MediaRange> = split_outside_quotes(text, ',')
+        .into_iter()
+        .filter_map(|r| parse_range(&r))
+        .filter(|r| r.q > 0.0)
+        .collect();
+    // stable: equal q keeps the client's order
+    ranges.sort_by(|a, b| b.q.partial_cmp(&a.q).unwrap_or(std::cmp::Ordering::Equal));
+    ranges
+}
+
+fn parse_range(text: &str) -> Option<MediaRange> {
+    let mut parts = split_outside_quotes(text, ';').into_iter();
+    let media_type = parts.next()?.trim().to_ascii_lowercase();
+    if media_type.is_empty() {
+        return None;
+    }
+    let mut params = Vec::new();
+    let mut q = 1.0;
+    for p in parts {
+        let Some((k, v)) = p.split_once('=') else {
+            continue;
+        };
+        let k = k.trim().to_ascii_lowercase();
+        let v = v.trim().trim_matches('"').trim().to_string();
+        if k == "q" {
+            q = v.parse().unwrap_or(1.0);
+        } else if k == "type" {
+            params.push((k, v.to_ascii_lowercase()));
+        } else {
+            params.push((k, v));
+        }
+    }
+    Some(MediaRange {
+        media_type,
+        params,
+        q,
+    })
+}
+
+fn split_outside_quotes(text: &str, sep: char) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in text.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            c if c == sep && !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// How one instance or frame will be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// Media type of the part (e.g. `application/dicom`, `application/octet-stream`, `image/jls`).
+    pub part_type: String,
+    /// Transfer syntax of the bytes sent.
+    pub transfer_syntax: String,
+    /// The stored bytes must be rewritten (implicit → explicit VR LE); pixels are unchanged.
+    pub rewrite: bool,
+}
+
+/// Choose how to send a whole instance stored in `stored_ts` (PS3.18 §8.7.3.5: without a
+/// `transfer-syntax` parameter, `application/dicom` means Explicit VR Little Endian).
+pub fn choose_instance(ranges: &[MediaRange], stored_ts: &str) -> Option<Choice> {
+    ranges.iter().find_map(|r| {
+        let wildcard = r.media_type == "*/*" || (r.is_multipart() && r.part_type().is_empty());
+        if wildcard {
+            return Some(as_stored("application/dicom", stored_ts));
+        }
+        let part = r.part_type();
+        if part != "application/dicom" && part != "application/*" && part != "*/*" {
+            return None;
+        }
+        match r.param("transfer-syntax") {
+            Some("*") => Some(as_stored("application/dicom", stored_ts)),
+            Some(wanted) => instance_in(wanted, stored_ts),
+            None => instance_in(ts::EXPLICIT_VR_LE, stored_ts),
+        }
+    })
+}
+
+fn as_stored(part_type: &str, stored_ts: &str) -> Choice {
+    Choice {
+        part_type: part_type.into(),
+        transfer_syntax: stored_ts.into(),
+        rewrite: false,
+    }
+}
+
+fn instance_in(wanted: &str, stored_ts: &str) -> Option<Choice> {
+    if wanted == stored_ts {
+        return Some(as_stored("application/dicom", stored_ts));
+    }
+    let uncompressed_rewrite = wanted == ts::EXPLICIT_VR_LE && stored_ts == ts::IMPLICIT_VR_LE;
+    uncompressed_rewrite.then(|| Choice {
+        part_type: "application/dicom".into(),
+        transfer_syntax: wanted.into(),
+        rewrite: true,
+    })
+}
+
+/// The single-frame media type of a compressed transfer syntax (PS3.18 Table 8.7.3-5).
+pub fn frame_media_type(ts_uid: &str) -> Option<&'static str> {
+    Some(match ts_uid {
+        "1.2.840.10008.1.2.4.50"
+        | "1.2.840.10008.1.2.4.51"
+        | "1.2.840.10008.1.2.4.57"
+        | "1.2.840.10008.1.2.4.70" => "image/jpeg",
+        "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81" => "image/jls",
+        "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" => "image/jp2",
+        "1.2.840.10008.1.2.4.92" | "1.2.840.10008.1.2.4.93" => "image/jpx",
+        "1.2.840.10008.1.2.4.201" | "1.2.840.10008.1.2.4.202" | "1.2.840.10008.1.2.4.203" => {
+            "image/jphc"
+        }
+        "1.2.840.10008.1.2.5" => "image/dicom-rle",
+        _ => return None,
+    })
+}
+
+/// Choose how to send frames stored in `stored_ts` (native frames are sent as Explicit VR
+/// Little Endian bytes, which is what they are for little-endian storage).
+pub fn choose_frames(ranges: &[MediaRange], stored_ts: &str) -> Option<Choice> {
+    let native = ts::is_native(stored_ts);
+    if stored_ts == ts::EXPLICIT_VR_BE {
+        return None; // needs byte swapping: the transcoding layer's job
+    }
+    let sent_ts = if native {
+        ts::EXPLICIT_VR_LE
+    } else {
+        stored_ts
+    };
+    let octet = Choice {
+        part_type: "application/octet-stream".into(),
+        transfer_syntax: sent_ts.into(),
+        rewrite: false,
+    };
+    ranges.iter().find_map(|r| {
+        let part = r.part_type();
+        let wanted = r.param("transfer-syntax");
+        if r.media_type == "*/*" || part.is_empty() || part == "*/*" {
+            return Some(octet.clone());
+        }
+        if part == "application/octet-stream" {
+            return match wanted {
+                Some("*") => Some(octet.clone()),
+                Some(w) if w == sent_ts => Some(octet.clone()),
+                None if native => Some(octet.clone()),
+                _ => None,
+            };
+        }
+        let own = frame_media_type(stored_ts)?;
+        let type_ok = part == own || part == "image/*";
+        let ts_ok = matches!(wanted, None | Some("*")) || wanted == Some(stored_ts);
+        (type_ok && ts_ok).then(|| Choice {
+            part_type: own.into(),
+            transfer_syntax: stored_ts.into(),
+            rewrite: false,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OHIF: &str = "multipart/related; type=application/octet-stream; transfer-syntax=*";
+
+    #[test]
+    fn parses_ohif_frames_accept() {
+        let r = parse_accept(Some(OHIF));
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].part_type(), "application/octet-stream");
+        assert_eq!(r[0].param("transfer-syntax"), Some("*"));
+    }
+
+    #[test]
+    fn quoted_and_q_values() {
+        let r = parse_accept(Some(
+            "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.90; q=0.5, multipart/related; type=\"application/dicom\"",
+        ));
+        assert_eq!(r[0].param("transfer-syntax"), None);
+        assert_eq!(r[1].q, 0.5);
+    }
+
+    #[test]
+    fn instance_defaults_to_explicit_le() {
+        let r = parse_accept(Some("multipart/related; type=\"application/dicom\""));
+        let c = choose_instance(&r, ts::IMPLICIT_VR_LE).unwrap();
+        assert!(c.rewrite);
+        assert_eq!(c.transfer_syntax, ts::EXPLICIT_VR_LE);
+        assert!(choose_instance(&r, "1.2.840.10008.1.2.4.90").is_none());
+        let star = parse_accept(Some(
+            "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
+        ));
+        assert_eq!(
+            choose_instance(&star, "1.2.840.10008.1.2.4.90")
+                .unwrap()
+                .transfer_syntax,
+            "1.2.840.10008.1.2.4.90"
+        );
+    }
+
+    #[test]
+    fn frames_negotiation() {
+        let r = parse_accept(Some(OHIF));
+        let c = choose_frames(&r, ts::IMPLICIT_VR_LE).unwrap();
+        assert_eq!(c.transfer_syntax, ts::EXPLICIT_VR_LE);
+        let c = choose_frames(&r, "1.2.840.10008.1.2.4.80").unwrap();
+        assert_eq!(c.transfer_syntax, "1.2.840.10008.1.2.4.80");
+        let plain = parse_accept(Some("multipart/related; type=application/octet-stream"));
+        assert!(choose_frames(&plain, "1.2.840.10008.1.2.4.80").is_none());
+        let jls = parse_accept(Some("multipart/related; type=image/jls"));
+        assert_eq!(
+            choose_frames(&jls, "1.2.840.10008.1.2.4.80")
+                .unwrap()
+                .part_type,
+            "image/jls"
+        );
+    }
+}

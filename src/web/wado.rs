@@ -1,0 +1,630 @@
+//! WADO-RS handlers (PS3.18 §10.4): study, series and instance retrieve as streamed
+//! `multipart/related; type="application/dicom"`, metadata from the precomputed index JSON,
+//! frames cut from the stored pixel data by byte range, and bulk data. Strong ETags on
+//! every UID-addressed resource.
+
+use std::path::PathBuf;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::multipart::{self, PartError, PartWriter};
+use super::negotiate::{self, Choice, MediaRange};
+use super::search::checked_uid;
+use super::{base_url, ApiError, AppState};
+use crate::metrics::Metrics;
+use crate::store::layout::{self, PixelGeometry, Range};
+use crate::store::{InstanceRecord, Selector};
+use crate::types::ts;
+
+/// UIDs of a WADO-RS path, validated.
+struct Target {
+    study: String,
+    series: Option<String>,
+    instance: Option<String>,
+}
+
+impl Target {
+    fn new(study: &str, series: Option<&str>, instance: Option<&str>) -> Result<Self, ApiError> {
+        Ok(Target {
+            study: checked_uid("study", study)?,
+            series: series.map(|s| checked_uid("series", s)).transpose()?,
+            instance: instance.map(|s| checked_uid("instance", s)).transpose()?,
+        })
+    }
+
+    fn selector(&self) -> Selector<'_> {
+        Selector {
+            study: &self.study,
+            series: self.series.as_deref(),
+            instance: self.instance.as_deref(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match (&self.series, &self.instance) {
+            (_, Some(i)) => format!("instance {i}"),
+            (Some(s), None) => format!("series {s}"),
+            _ => format!("study {}", self.study),
+        }
+    }
+}
+
+async fn lookup(state: &AppState, target: &Target) -> Result<Vec<InstanceRecord>, ApiError> {
+    let index = state.store.index().clone();
+    let (study, series, instance) = (
+        target.study.clone(),
+        target.series.clone(),
+        target.instance.clone(),
+    );
+    let records = tokio::task::spawn_blocking(move || {
+        index.instances(&Selector {
+            study: &study,
+            series: series.as_deref(),
+            instance: instance.as_deref(),
+        })
+    })
+    .await??;
+    if records.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "{} is not in the cache",
+            target.describe()
+        )));
+    }
+    Ok(records)
+}
+
+// ---------------------------------------------------------------- retrieve
+
+pub async fn retrieve_study(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(study): Path<String>,
+) -> Result<Response, ApiError> {
+    retrieve(state, headers, Target::new(&study, None, None)?).await
+}
+
+pub async fn retrieve_series(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((study, series)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    retrieve(state, headers, Target::new(&study, Some(&series), None)?).await
+}
+
+pub async fn retrieve_instance(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((study, series, instance)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    retrieve(
+        state,
+        headers,
+        Target::new(&study, Some(&series), Some(&instance))?,
+    )
+    .await
+}
+
+async fn retrieve(
+    state: AppState,
+    headers: HeaderMap,
+    target: Target,
+) -> Result<Response, ApiError> {
+    let records = lookup(&state, &target).await?;
+    let ranges = accept(&headers);
+    let mut plan = Vec::with_capacity(records.len());
+    let mut refused: Vec<&str> = Vec::new();
+    for r in &records {
+        match negotiate::choose_instance(&ranges, &r.transfer_syntax_uid) {
+            Some(choice) => plan.push((r.clone(), choice)),
+            None => refused.push(&r.transfer_syntax_uid),
+        }
+    }
+    if plan.is_empty() {
+        return Err(not_acceptable(&headers, &refused));
+    }
+    let etag = etag_of(
+        plan.iter()
+            .map(|(r, c)| format!("{}:{}:{}", r.sop_instance_uid, r.sha256, c.transfer_syntax)),
+    );
+    if let Some(resp) = not_modified(&headers, &etag) {
+        return Ok(resp);
+    }
+    let boundary = multipart::new_boundary();
+    let content_type = multipart::content_type("application/dicom", None, &boundary);
+    let (writer, body) = multipart::channel(boundary);
+    let skipped = refused.len();
+    tokio::spawn(send_instances(state.clone(), writer, plan));
+    let mut resp = (StatusCode::OK, body).into_response();
+    set_header(&mut resp, header::CONTENT_TYPE, &content_type);
+    set_header(&mut resp, header::ETAG, &etag);
+    if skipped > 0 {
+        set_header(
+            &mut resp,
+            header::WARNING,
+            &format!("299 tsunagi \"{skipped} instance(s) omitted: not available in an acceptable transfer syntax\""),
+        );
+    }
+    Ok(resp)
+}
+
+async fn send_instances(state: AppState, mut w: PartWriter, plan: Vec<(InstanceRecord, Choice)>) {
+    for (record, choice) in plan {
+        let path = state.store.absolute(&record.file_path);
+        let ct = format!(
+            "application/dicom; transfer-syntax={}",
+            choice.transfer_syntax
+        );
+        let sent = if choice.rewrite {
+            match tokio::task::spawn_blocking(move || rewrite_explicit_le(&path)).await {
+                Ok(Ok(bytes)) => {
+                    let n = bytes.len() as u64;
+                    w.bytes_part(&ct, bytes)
+                        .await
+                        .map(|_| n)
+                        .map_err(|_| PartError::Closed)
+                }
+                Ok(Err(e)) => Err(PartError::Io(std::io::Error::other(e))),
+                Err(e) => Err(PartError::Io(std::io::Error::other(e.to_string()))),
+            }
+        } else {
+            w.file_part(&ct, &path).await
+        };
+        match sent {
+            Ok(n) => {
+                Metrics::inc(&state.metrics.wado_instances_total);
+                Metrics::add(&state.metrics.wado_bytes_total, n);
+            }
+            Err(PartError::Closed) => return,
+            Err(PartError::Io(e)) => {
+                tracing::error!(sop = %record.sop_instance_uid, error = %e, "instance could not be sent");
+                w.fail(e).await;
+                return;
+            }
+        }
+    }
+    let _ = w.finish().await;
+}
+
+/// Rewrite an Implicit VR Little Endian file as Explicit VR Little Endian (same values).
+fn rewrite_explicit_le(path: &std::path::Path) -> Result<Bytes, String> {
+    use dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN;
+    let mut obj = dicom_object::open_file(path).map_err(|e| e.to_string())?;
+    obj.update_meta(|m| m.set_transfer_syntax(&EXPLICIT_VR_LITTLE_ENDIAN.erased()));
+    let mut out = Vec::new();
+    obj.write_all(&mut out).map_err(|e| e.to_string())?;
+    Ok(Bytes::from(out))
+}
+
+// ---------------------------------------------------------------- metadata
+
+pub async fn study_metadata(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(study): Path<String>,
+) -> Result<Response, ApiError> {
+    metadata(state, headers, Target::new(&study, None, None)?).await
+}
+
+pub async fn series_metadata(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((study, series)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    metadata(state, headers, Target::new(&study, Some(&series), None)?).await
+}
+
+pub async fn instance_metadata(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((study, series, instance)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    metadata(
+        state,
+        headers,
+        Target::new(&study, Some(&series), Some(&instance))?,
+    )
+    .await
+}
+
+async fn metadata(
+    state: AppState,
+    headers: HeaderMap,
+    target: Target,
+) -> Result<Response, ApiError> {
+    let accepts_json = accept(&headers).iter().any(|r| {
+        matches!(
+            r.media_type.as_str(),
+            "application/dicom+json" | "application/json" | "*/*" | "application/*"
+        )
+    });
+    if !accepts_json {
+        return Err(ApiError::NotAcceptable(
+            "metadata is available as application/dicom+json".into(),
+        ));
+    }
+    let index = state.store.index().clone();
+    let base = base_url(&headers, &state.config);
+    let body = tokio::task::spawn_blocking(move || -> Result<Option<String>, ApiError> {
+        let objects = index.metadata(&target.selector())?;
+        if objects.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(join_metadata(&objects, &base)))
+    })
+    .await??;
+    let Some(body) = body else {
+        return Err(ApiError::NotFound("not in the cache".into()));
+    };
+    let etag = etag_of(std::iter::once(body.as_str()));
+    if let Some(resp) = not_modified(&headers, &etag) {
+        return Ok(resp);
+    }
+    let mut resp = body.into_response();
+    set_header(&mut resp, header::CONTENT_TYPE, "application/dicom+json");
+    set_header(&mut resp, header::ETAG, &etag);
+    Ok(resp)
+}
+
+/// A JSON array of the stored objects with BulkDataURIs made absolute.
+fn join_metadata(objects: &[String], base: &str) -> String {
+    let base_json = serde_json::to_string(base).unwrap_or_default();
+    let base_inner = base_json.trim_matches('"');
+    let needle = "\"BulkDataURI\":\"";
+    let replacement = format!("{needle}{base_inner}/");
+    let mut out = String::with_capacity(objects.iter().map(|o| o.len() + 64).sum());
+    out.push('[');
+    for (i, o) in objects.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&o.replace(needle, &replacement));
+    }
+    out.push(']');
+    out
+}
+
+// ---------------------------------------------------------------- frames
+
+pub async fn frames(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((study, series, instance, list)): Path<(String, String, String, String)>,
+) -> Result<Response, ApiError> {
+    let target = Target::new(&study, Some(&series), Some(&instance))?;
+    let wanted = parse_frame_list(&list)?;
+    let record = lookup(&state, &target).await?.remove(0);
+    let ranges = accept(&headers);
+    let choice = negotiate::choose_frames(&ranges, &record.transfer_syntax_uid)
+        .ok_or_else(|| not_acceptable(&headers, &[&record.transfer_syntax_uid]))?;
+    let path = state.store.absolute(&record.file_path);
+    let index = frame_index(path.clone(), &record).await?;
+    let count = index.frames.len();
+    if let Some(bad) = wanted.iter().find(|f| **f as usize > count) {
+        return Err(ApiError::NotFound(format!(
+            "frame {bad} does not exist: the instance has {count} frame(s)"
+        )));
+    }
+    let etag = etag_of(std::iter::once(format!(
+        "{}:{}:{list}:{}",
+        record.sop_instance_uid, record.sha256, choice.transfer_syntax
+    )));
+    if let Some(resp) = not_modified(&headers, &etag) {
+        return Ok(resp);
+    }
+    let parts: Vec<Vec<Range>> = wanted
+        .iter()
+        .map(|f| index.frames[*f as usize - 1].clone())
+        .collect();
+    let part_ct = format!(
+        "{}; transfer-syntax={}",
+        choice.part_type, choice.transfer_syntax
+    );
+    let boundary = multipart::new_boundary();
+    let content_type =
+        multipart::content_type(&choice.part_type, Some(&choice.transfer_syntax), &boundary);
+    let (w, body) = multipart::channel(boundary);
+    tokio::spawn(send_ranges(state, w, path, part_ct, parts, true));
+    let mut resp = (StatusCode::OK, body).into_response();
+    set_header(&mut resp, header::CONTENT_TYPE, &content_type);
+    set_header(&mut resp, header::ETAG, &etag);
+    Ok(resp)
+}
+
+/// 1-based frame numbers, comma-separated.
+fn parse_frame_list(list: &str) -> Result<Vec<u32>, ApiError> {
+    let frames: Result<Vec<u32>, _> = list
+        .split(',')
+        .map(|f| match f.trim().parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(ApiError::BadRequest(format!(
+                "frame list {list:?}: {f:?} is not a frame number (frames start at 1)"
+            ))),
+        })
+        .collect();
+    let frames = frames?;
+    if frames.len() > 10_000 {
+        return Err(ApiError::BadRequest(
+            "too many frames in one request".into(),
+        ));
+    }
+    Ok(frames)
+}
+
+async fn frame_index(
+    path: PathBuf,
+    record: &InstanceRecord,
+) -> Result<layout::FrameIndex, ApiError> {
+    let geom = geometry(record)?;
+    let ts_uid = record.transfer_syntax_uid.clone();
+    tokio::task::spawn_blocking(move || {
+        let pixel = layout::locate_pixel_data(&path, &ts_uid)?;
+        layout::frame_index(&pixel, &geom)
+    })
+    .await?
+    .map_err(|e| match e {
+        layout::LayoutError::NoPixelData => {
+            ApiError::NotFound("the instance has no pixel data".into())
+        }
+        layout::LayoutError::Unsupported(m) => ApiError::NotAcceptable(format!(
+            "frames of this instance cannot be served as stored ({m})"
+        )),
+        other => ApiError::Internal(other.to_string()),
+    })
+}
+
+fn geometry(record: &InstanceRecord) -> Result<PixelGeometry, ApiError> {
+    let get = |v: Option<i64>, what: &str| {
+        v.and_then(|x| u32::try_from(x).ok()).ok_or_else(|| {
+            ApiError::NotFound(format!("the instance has no {what}: it is not an image"))
+        })
+    };
+    let index = record.clone();
+    Ok(PixelGeometry {
+        rows: get(index.rows, "Rows")?,
+        columns: get(index.columns, "Columns")?,
+        bits_allocated: get(index.bits_allocated, "Bits Allocated")?,
+        number_of_frames: index
+            .number_of_frames
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(1),
+        samples_per_pixel: index
+            .samples_per_pixel
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(1),
+    })
+}
+
+async fn send_ranges(
+    state: AppState,
+    mut w: PartWriter,
+    path: PathBuf,
+    part_ct: String,
+    parts: Vec<Vec<Range>>,
+    frames: bool,
+) {
+    for ranges in parts {
+        match w.ranges_part(&part_ct, &path, &ranges).await {
+            Ok(n) => {
+                if frames {
+                    Metrics::inc(&state.metrics.wado_frames_total);
+                }
+                Metrics::add(&state.metrics.wado_bytes_total, n);
+            }
+            Err(PartError::Closed) => return,
+            Err(PartError::Io(e)) => {
+                tracing::error!(file = %path.display(), error = %e, "frame could not be sent");
+                w.fail(e).await;
+                return;
+            }
+        }
+    }
+    let _ = w.finish().await;
+}
+
+// ---------------------------------------------------------------- bulk data
+
+pub async fn bulk(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((study, series, instance, tag_path)): Path<(String, String, String, String)>,
+) -> Result<Response, ApiError> {
+    let target = Target::new(&study, Some(&series), Some(&instance))?;
+    let steps = parse_tag_path(&tag_path)?;
+    let record = lookup(&state, &target).await?.remove(0);
+    let path = state.store.absolute(&record.file_path);
+    let ranges = accept(&headers);
+    let octet_ok = ranges.iter().any(|r| {
+        matches!(r.part_type(), "application/octet-stream" | "*/*" | "") || r.media_type == "*/*"
+    });
+    if !octet_ok {
+        return Err(ApiError::NotAcceptable(
+            "bulk data is available as multipart/related; type=\"application/octet-stream\"".into(),
+        ));
+    }
+    let parts: Vec<Vec<Range>>;
+    let ts_param: String;
+    if steps.len() == 1 && steps[0] == BulkStep::Tag(0x7FE0, 0x0010) {
+        let index = frame_index(path.clone(), &record).await?;
+        ts_param = if index.encapsulated {
+            record.transfer_syntax_uid.clone()
+        } else {
+            ts::EXPLICIT_VR_LE.to_string()
+        };
+        parts = if index.encapsulated {
+            index.frames
+        } else {
+            vec![index.frames.into_iter().flatten().collect()]
+        };
+    } else {
+        let bytes = tokio::task::spawn_blocking(move || read_bulk_value(&path, &steps)).await??;
+        let boundary = multipart::new_boundary();
+        let content_type = multipart::content_type("application/octet-stream", None, &boundary);
+        let (mut w, body) = multipart::channel(boundary);
+        tokio::spawn(async move {
+            if w.bytes_part("application/octet-stream", bytes)
+                .await
+                .is_ok()
+            {
+                let _ = w.finish().await;
+            }
+        });
+        let mut resp = (StatusCode::OK, body).into_response();
+        set_header(&mut resp, header::CONTENT_TYPE, &content_type);
+        return Ok(resp);
+    }
+    let part_ct = format!("application/octet-stream; transfer-syntax={ts_param}");
+    let boundary = multipart::new_boundary();
+    let content_type =
+        multipart::content_type("application/octet-stream", Some(&ts_param), &boundary);
+    let (w, body) = multipart::channel(boundary);
+    tokio::spawn(send_ranges(state, w, path, part_ct, parts, false));
+    let mut resp = (StatusCode::OK, body).into_response();
+    set_header(&mut resp, header::CONTENT_TYPE, &content_type);
+    Ok(resp)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BulkStep {
+    Tag(u16, u16),
+    Item(usize),
+}
+
+/// `7FE00010` or `00540016/0/00181072`: tags and item indexes.
+fn parse_tag_path(path: &str) -> Result<Vec<BulkStep>, ApiError> {
+    let bad = || ApiError::BadRequest(format!("bulk data path {path:?} is not TAG[/ITEM/TAG...]"));
+    let steps: Vec<BulkStep> = path
+        .split('/')
+        .enumerate()
+        .map(|(i, s)| {
+            if i % 2 == 0 {
+                if s.len() != 8 {
+                    return Err(bad());
+                }
+                let g = u16::from_str_radix(&s[..4], 16).map_err(|_| bad())?;
+                let e = u16::from_str_radix(&s[4..], 16).map_err(|_| bad())?;
+                Ok(BulkStep::Tag(g, e))
+            } else {
+                s.parse().map(BulkStep::Item).map_err(|_| bad())
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    if steps.is_empty() || steps.len() % 2 == 0 {
+        return Err(bad());
+    }
+    Ok(steps)
+}
+
+/// Read one binary value by parsing the file (values other than Pixel Data are small).
+fn read_bulk_value(path: &std::path::Path, steps: &[BulkStep]) -> Result<Bytes, ApiError> {
+    use dicom_core::value::Value;
+    let obj = dicom_object::open_file(path).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let missing = || ApiError::NotFound("no such bulk data element".into());
+    let mut current: &dicom_object::InMemDicomObject = &obj;
+    let mut iter = steps.iter().peekable();
+    while let Some(step) = iter.next() {
+        let BulkStep::Tag(g, e) = step else {
+            return Err(missing());
+        };
+        let elem = current
+            .element(dicom_core::Tag(*g, *e))
+            .map_err(|_| missing())?;
+        match (iter.next(), elem.value()) {
+            (None, Value::Primitive(p)) => return Ok(Bytes::from(p.to_bytes().into_owned())),
+            (Some(BulkStep::Item(i)), Value::Sequence(seq)) => {
+                current = seq.items().get(*i).ok_or_else(missing)?;
+            }
+            _ => return Err(missing()),
+        }
+    }
+    Err(missing())
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn accept(headers: &HeaderMap) -> Vec<MediaRange> {
+    negotiate::parse_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
+}
+
+fn not_acceptable(headers: &HeaderMap, stored: &[&str]) -> ApiError {
+    let asked = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*/*");
+    let mut stored: Vec<&str> = stored.to_vec();
+    stored.sort_unstable();
+    stored.dedup();
+    ApiError::NotAcceptable(format!(
+        "cannot produce {asked:?}: the data is stored as transfer syntax {} and converting pixel data is not available; ask with transfer-syntax=* to receive it as stored",
+        stored.join(", ")
+    ))
+}
+
+/// A strong ETag over the given identity strings.
+fn etag_of<I, S>(items: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut h = Sha256::new();
+    for i in items {
+        h.update(i.as_ref().as_bytes());
+        h.update(b"\n");
+    }
+    format!("\"{}\"", &hex::encode(h.finalize())[..32])
+}
+
+fn not_modified(headers: &HeaderMap, etag: &str) -> Option<Response> {
+    let inm = headers.get(header::IF_NONE_MATCH)?.to_str().ok()?;
+    let hit = inm.split(',').any(|t| {
+        let t = t.trim();
+        t == "*" || t == etag || t.strip_prefix("W/") == Some(etag)
+    });
+    hit.then(|| {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        set_header(&mut r, header::ETAG, etag);
+        r
+    })
+}
+
+fn set_header(resp: &mut Response, name: header::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        resp.headers_mut().insert(name, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_lists() {
+        assert_eq!(parse_frame_list("1,3,2").unwrap(), vec![1, 3, 2]);
+        assert!(parse_frame_list("0").is_err());
+        assert!(parse_frame_list("a").is_err());
+    }
+
+    #[test]
+    fn tag_paths() {
+        assert_eq!(
+            parse_tag_path("7FE00010").unwrap(),
+            vec![BulkStep::Tag(0x7FE0, 0x10)]
+        );
+        assert_eq!(parse_tag_path("00540016/0/00181072").unwrap().len(), 3);
+        assert!(parse_tag_path("00540016/0").is_err());
+        assert!(parse_tag_path("zz").is_err());
+    }
+
+    #[test]
+    fn metadata_uris_become_absolute() {
+        let o = vec![r#"{"7FE00010":{"vr":"OW","BulkDataURI":"studies/1/series/2/instances/3/bulk/7FE00010"}}"#.to_string()];
+        let j = join_metadata(&o, "http://h:1/dicom-web");
+        assert!(
+            j.contains("\"BulkDataURI\":\"http://h:1/dicom-web/studies/1/"),
+            "{j}"
+        );
+    }
+}
