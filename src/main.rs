@@ -90,10 +90,14 @@ fn serve(cfg: tsunagi::config::Config) -> ExitCode {
 }
 
 fn init_logging() {
+    use std::io::IsTerminal;
+    // dicom-rs warns on every ISO 2022 data set whose first charset term is empty (which we
+    // decode ourselves), so its parser is quiet unless asked for.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,dicom_parser=error"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

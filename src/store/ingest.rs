@@ -15,7 +15,7 @@ use crate::dicom_json::{dataset_to_json, tag_key, JsonOptions};
 use crate::types::{InvalidId, Uid};
 
 /// Binary values up to this size are inlined in metadata; larger ones become BulkDataURIs.
-pub const INLINE_BINARY_LIMIT: usize = 1024;
+pub const INLINE_BINARY_LIMIT: usize = 256;
 
 /// Why a stored file cannot be indexed.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,248 @@
+//! Shared test support: the real `tsunagi` binary on ephemeral ports with a temp cache,
+//! the committed samples and their manifest, and real peers (DCMTK) with loud skips.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A gateway process; killed on drop.
+pub struct Gateway {
+    pub child: Child,
+    pub http: SocketAddr,
+    pub dimse: SocketAddr,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Gateway {
+    /// Start on a fresh temp cache.
+    pub fn start() -> Gateway {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("cache");
+        let mut g = Gateway::start_in(&dir, &[]);
+        g._tmp = Some(tmp);
+        g
+    }
+
+    /// Start on a given cache directory with extra `TSUNAGI_*` overrides.
+    pub fn start_in(dir: &Path, env: &[(&str, &str)]) -> Gateway {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsunagi"));
+        cmd.arg("serve")
+            .env("TSUNAGI_HTTP__LISTEN", "127.0.0.1:0")
+            .env("TSUNAGI_DIMSE__LISTEN", "127.0.0.1:0")
+            .env("TSUNAGI_STORE__PATH", dir)
+            .env("RUST_LOG", "info,dicom_parser=error")
+            .current_dir(dir.parent().unwrap_or(dir))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn tsunagi");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent && line.contains("tsunagi ready") {
+                    let _ = tx.send(line.clone());
+                    sent = true;
+                }
+                if std::env::var_os("TSUNAGI_TEST_LOG").is_some() {
+                    eprintln!("[gateway] {line}");
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("gateway did not become ready");
+        Gateway {
+            child,
+            http: field(&line, "http").parse().expect("http addr"),
+            dimse: field(&line, "dimse").parse().expect("dimse addr"),
+            dir: dir.to_path_buf(),
+            _tmp: None,
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}/dicom-web", self.http)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn field(line: &str, name: &str) -> String {
+    let key = format!("{name}=");
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&key))
+        .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+        .trim_matches('"')
+        .to_string()
+}
+
+/// The committed samples folder.
+pub fn samples_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/dicom-samples")
+}
+
+/// The samples manifest: one object per file.
+pub fn manifest() -> Vec<Value> {
+    let text = std::fs::read_to_string(samples_dir().join("manifest.json")).expect("manifest");
+    serde_json::from_str(&text).expect("manifest json")
+}
+
+pub fn sample_path(entry: &Value) -> PathBuf {
+    samples_dir().join(entry["path"].as_str().expect("path"))
+}
+
+/// A real peer tool, or a loud skip (a failure under CI=true).
+pub fn peer(tool: &str, why: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(tool);
+    if path.exists() {
+        return Some(path);
+    }
+    let msg = format!(
+        "SKIPPED: {tool} is not installed; {why}. Install it (see README) to run this test."
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg} (CI=true: a missing peer is a failure)");
+    }
+    eprintln!("\n*** {msg} ***\n");
+    None
+}
+
+/// DCMTK storescu proposal flag for a file's transfer syntax.
+pub fn storescu_flag(ts: &str) -> &'static str {
+    match ts {
+        "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" => "-xv",
+        "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81" => "-xt",
+        "1.2.840.10008.1.2.5" => "-xr",
+        "1.2.840.10008.1.2.4.70" | "1.2.840.10008.1.2.4.57" => "-xs",
+        "1.2.840.10008.1.2.1.99" => "-xd",
+        "1.2.840.10008.1.2" => "-xi",
+        _ => "-x=",
+    }
+}
+
+/// Push files with DCMTK storescu (one association); returns its exit status and output.
+pub fn storescu(
+    storescu: &Path,
+    dimse: SocketAddr,
+    flag: &str,
+    files: &[PathBuf],
+) -> (bool, String) {
+    let out = Command::new(storescu)
+        .env("TCP_NODELAY", "1")
+        .args(["-aet", "TESTSCU", "-aec", "TSUNAGI", flag])
+        .arg(dimse.ip().to_string())
+        .arg(dimse.port().to_string())
+        .args(files)
+        .output()
+        .expect("run storescu");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Push every sample, grouped by transfer syntax, several associations at once.
+pub fn push_all_samples(storescu_path: &Path, dimse: SocketAddr) {
+    let mut groups: std::collections::BTreeMap<&'static str, Vec<PathBuf>> = Default::default();
+    for e in manifest() {
+        let flag = storescu_flag(e["transfer_syntax"].as_str().unwrap_or(""));
+        groups.entry(flag).or_default().push(sample_path(&e));
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = groups
+            .iter()
+            .map(|(flag, files)| s.spawn(move || storescu(storescu_path, dimse, flag, files)))
+            .collect();
+        for h in handles {
+            let (ok, text) = h.join().expect("storescu thread");
+            assert!(ok, "storescu failed:\n{text}");
+        }
+    });
+}
+
+/// Split a multipart/related body into (headers, body) parts.
+pub fn multipart_parts(content_type: &str, body: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let boundary = content_type
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .expect("boundary")
+        .trim_matches('"')
+        .to_string();
+    let delim = format!("--{boundary}");
+    let mut parts = Vec::new();
+    let mut pos = find(body, delim.as_bytes(), 0).expect("first delimiter") + delim.len();
+    loop {
+        if body[pos..].starts_with(b"--") {
+            break;
+        }
+        pos += 2; // CRLF after delimiter
+        let header_end = find(body, b"\r\n\r\n", pos).expect("part headers");
+        let headers = String::from_utf8_lossy(&body[pos..header_end]).to_string();
+        let start = header_end + 4;
+        let next = find(body, format!("\r\n{delim}").as_bytes(), start).expect("next delimiter");
+        parts.push((headers, body[start..next].to_vec()));
+        pos = next + 2 + delim.len();
+    }
+    parts
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+/// The data set bytes of a Part 10 file (after preamble, DICM and the meta group).
+pub fn data_set_bytes(file: &[u8]) -> &[u8] {
+    assert_eq!(&file[128..132], b"DICM");
+    let gl = u32::from_le_bytes([file[140], file[141], file[142], file[143]]) as usize;
+    &file[144 + gl..]
+}
+
+/// GET with an Accept header; returns status, content type, headers and body.
+pub async fn get(url: &str, accept: &str) -> (u16, String, reqwest::header::HeaderMap, Vec<u8>) {
+    let resp = reqwest::Client::new()
+        .get(url)
+        .header("Accept", accept)
+        .send()
+        .await
+        .expect("http request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = resp.bytes().await.expect("body").to_vec();
+    (status, ct, headers, body)
+}
+
+pub async fn get_json(url: &str) -> Value {
+    let (status, _, _, body) = get(url, "application/dicom+json").await;
+    assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).expect("json")
+}
