@@ -394,3 +394,38 @@ async fn conditional_requests_and_paging() {
     let (status, _, _, _) = get(&format!("{}/studies/..%2Fetc", gw.base()), DICOM_AS_STORED).await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deflated_instances_are_kept_as_sent_and_still_serve_frames() {
+    let Some(storescu_path) = peer("/usr/bin/storescu", "DCMTK pushes the samples") else {
+        return;
+    };
+    let gw = Gateway::start();
+    let e = entries_where("modality", "CT").remove(0);
+    // storescu deflates the data set on the wire when it proposes deflate first
+    let (ok, out) = storescu(&storescu_path, gw.dimse, "-xd", &[sample_path(&e)]);
+    assert!(ok, "{out}");
+    let instance = format!(
+        "{}/studies/{}/series/{}/instances/{}",
+        gw.base(),
+        e["study_uid"].as_str().unwrap(),
+        e["series_uid"].as_str().unwrap(),
+        e["sop_instance_uid"].as_str().unwrap()
+    );
+    let (status, ct, _, body) = get(&instance, DICOM_AS_STORED).await;
+    assert_eq!(status, 200);
+    let part = multipart_parts(&ct, &body).remove(0);
+    assert!(
+        part.0.contains("transfer-syntax=1.2.840.10008.1.2.1.99"),
+        "{}",
+        part.0
+    );
+    let (status, ct, _, body) = get(&format!("{instance}/frames/1"), OHIF_FRAMES).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(multipart_parts(&ct, &body)[0].1, source_frames(&e)[0]);
+    let meta = get_json(&format!("{instance}/metadata")).await;
+    assert_eq!(
+        pn_string(&meta[0]["00100010"]),
+        e["patient_name"].as_str().unwrap()
+    );
+}

@@ -63,6 +63,7 @@ pub struct Store {
     disk: Disk,
     index: Arc<Index>,
     hot: moka::future::Cache<String, Bytes>,
+    frame_indexes: moka::future::Cache<String, Arc<layout::FrameIndex>>,
 }
 
 /// An instance being received: bytes go straight to a temp file.
@@ -90,6 +91,13 @@ impl Store {
                     })
                     .max_capacity(memory)
                     .build(),
+                frame_indexes: moka::future::Cache::builder()
+                    .weigher(|k: &String, v: &Arc<layout::FrameIndex>| {
+                        let ranges: usize = v.frames.iter().map(Vec::len).sum();
+                        (k.len() + 32 + ranges * 16).try_into().unwrap_or(u32::MAX)
+                    })
+                    .max_capacity((memory / 16).max(1 << 20))
+                    .build(),
             };
             store.repair()?;
             Ok(Arc::new(store))
@@ -113,6 +121,29 @@ impl Store {
     /// The in-memory hot tier (keys are namespaced by the caller, e.g. `frame:...`).
     pub fn hot(&self) -> &moka::future::Cache<String, Bytes> {
         &self.hot
+    }
+
+    /// Where each frame of an instance lies in its file, located once (by walking element
+    /// headers, never decoding) and kept in memory; concurrent callers share one lookup.
+    pub async fn frame_index(
+        &self,
+        record: &InstanceRecord,
+        geometry: layout::PixelGeometry,
+    ) -> Result<Arc<layout::FrameIndex>, Arc<layout::LayoutError>> {
+        let key = format!("{}:{}", record.sop_instance_uid, record.sha256);
+        let path = self.absolute(&record.file_path);
+        let ts_uid = record.transfer_syntax_uid.clone();
+        self.frame_indexes
+            .try_get_with(key, async move {
+                let located = tokio::task::spawn_blocking(move || {
+                    let pixel = layout::locate_pixel_data(&path, &ts_uid)?;
+                    layout::frame_index(&pixel, &geometry)
+                })
+                .await
+                .map_err(|e| layout::LayoutError::Malformed(e.to_string()))?;
+                located.map(Arc::new)
+            })
+            .await
     }
 
     /// Start receiving an instance.

@@ -175,10 +175,8 @@ pub fn frame_media_type(ts_uid: &str) -> Option<&'static str> {
 /// Choose how to send frames stored in `stored_ts` (native frames are sent as Explicit VR
 /// Little Endian bytes, which is what they are for little-endian storage).
 pub fn choose_frames(ranges: &[MediaRange], stored_ts: &str) -> Option<Choice> {
+    // native frames (also from deflated or big-endian files) are sent as little-endian bytes
     let native = ts::is_native(stored_ts);
-    if stored_ts == ts::EXPLICIT_VR_BE {
-        return None; // needs byte swapping: the transcoding layer's job
-    }
     let sent_ts = if native {
         ts::EXPLICIT_VR_LE
     } else {

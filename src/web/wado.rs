@@ -301,8 +301,8 @@ pub async fn frames(
     let choice = negotiate::choose_frames(&ranges, &record.transfer_syntax_uid)
         .ok_or_else(|| not_acceptable(&headers, &[&record.transfer_syntax_uid]))?;
     let path = state.store.absolute(&record.file_path);
-    let index = frame_index(path.clone(), &record).await?;
-    let count = index.frames.len();
+    let source = frame_source(&state, &record).await?;
+    let count = source.len();
     if let Some(bad) = wanted.iter().find(|f| **f as usize > count) {
         return Err(ApiError::NotFound(format!(
             "frame {bad} does not exist: the instance has {count} frame(s)"
@@ -315,10 +315,6 @@ pub async fn frames(
     if let Some(resp) = not_modified(&headers, &etag) {
         return Ok(resp);
     }
-    let parts: Vec<Vec<Range>> = wanted
-        .iter()
-        .map(|f| index.frames[*f as usize - 1].clone())
-        .collect();
     let part_ct = format!(
         "{}; transfer-syntax={}",
         choice.part_type, choice.transfer_syntax
@@ -326,12 +322,86 @@ pub async fn frames(
     let boundary = multipart::new_boundary();
     let content_type =
         multipart::content_type(&choice.part_type, Some(&choice.transfer_syntax), &boundary);
-    let (w, body) = multipart::channel(boundary);
-    tokio::spawn(send_ranges(state, w, path, part_ct, parts, true));
+    let (mut w, body) = multipart::channel(boundary);
+    match source {
+        FrameSource::Ranges(index) => {
+            let parts: Vec<Vec<Range>> = wanted
+                .iter()
+                .map(|f| index.frames[*f as usize - 1].clone())
+                .collect();
+            tokio::spawn(send_ranges(state, w, path, part_ct, parts, true));
+        }
+        FrameSource::Decoded(frames) => {
+            tokio::spawn(async move {
+                for f in wanted {
+                    let bytes = frames[f as usize - 1].clone();
+                    Metrics::inc(&state.metrics.wado_frames_total);
+                    Metrics::add(&state.metrics.wado_bytes_total, bytes.len() as u64);
+                    if w.bytes_part(&part_ct, bytes).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = w.finish().await;
+            });
+        }
+    }
     let mut resp = (StatusCode::OK, body).into_response();
     set_header(&mut resp, header::CONTENT_TYPE, &content_type);
     set_header(&mut resp, header::ETAG, &etag);
     Ok(resp)
+}
+
+/// Where frame bytes come from: byte ranges of the stored file, or (for deflated and
+/// big-endian files, whose pixel bytes cannot be cut out as stored) the parsed pixel data.
+enum FrameSource {
+    Ranges(std::sync::Arc<layout::FrameIndex>),
+    Decoded(Vec<Bytes>),
+}
+
+impl FrameSource {
+    fn len(&self) -> usize {
+        match self {
+            FrameSource::Ranges(i) => i.frames.len(),
+            FrameSource::Decoded(f) => f.len(),
+        }
+    }
+}
+
+async fn frame_source(state: &AppState, record: &InstanceRecord) -> Result<FrameSource, ApiError> {
+    match frame_index(state, record).await {
+        Ok(index) => Ok(FrameSource::Ranges(index)),
+        Err(ApiError::NotAcceptable(_)) if ts::is_native(&record.transfer_syntax_uid) => {
+            let geom = geometry(record)?;
+            let path = state.store.absolute(&record.file_path);
+            let frames =
+                tokio::task::spawn_blocking(move || parsed_native_frames(&path, &geom)).await??;
+            Ok(FrameSource::Decoded(frames))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Native frames of a file the layout walker cannot cut (deflated or big endian): parse the
+/// whole data set; dicom-rs gives the values in little-endian order.
+fn parsed_native_frames(
+    path: &std::path::Path,
+    geom: &PixelGeometry,
+) -> Result<Vec<Bytes>, ApiError> {
+    let obj = dicom_object::open_file(path).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let pixels = obj
+        .element(dicom_dictionary_std::tags::PIXEL_DATA)
+        .map_err(|_| ApiError::NotFound("the instance has no pixel data".into()))?
+        .to_bytes()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let len = geom.frame_len() as usize;
+    if len == 0 {
+        return Err(ApiError::Internal("zero-sized frames".into()));
+    }
+    Ok(pixels
+        .chunks_exact(len)
+        .take(geom.number_of_frames.max(1) as usize)
+        .map(Bytes::copy_from_slice)
+        .collect())
 }
 
 /// 1-based frame numbers, comma-separated.
@@ -355,25 +425,23 @@ fn parse_frame_list(list: &str) -> Result<Vec<u32>, ApiError> {
 }
 
 async fn frame_index(
-    path: PathBuf,
+    state: &AppState,
     record: &InstanceRecord,
-) -> Result<layout::FrameIndex, ApiError> {
+) -> Result<std::sync::Arc<layout::FrameIndex>, ApiError> {
     let geom = geometry(record)?;
-    let ts_uid = record.transfer_syntax_uid.clone();
-    tokio::task::spawn_blocking(move || {
-        let pixel = layout::locate_pixel_data(&path, &ts_uid)?;
-        layout::frame_index(&pixel, &geom)
-    })
-    .await?
-    .map_err(|e| match e {
-        layout::LayoutError::NoPixelData => {
-            ApiError::NotFound("the instance has no pixel data".into())
-        }
-        layout::LayoutError::Unsupported(m) => ApiError::NotAcceptable(format!(
-            "frames of this instance cannot be served as stored ({m})"
-        )),
-        other => ApiError::Internal(other.to_string()),
-    })
+    state
+        .store
+        .frame_index(record, geom)
+        .await
+        .map_err(|e| match e.as_ref() {
+            layout::LayoutError::NoPixelData => {
+                ApiError::NotFound("the instance has no pixel data".into())
+            }
+            layout::LayoutError::Unsupported(m) => ApiError::NotAcceptable(format!(
+                "frames of this instance cannot be served as stored ({m})"
+            )),
+            other => ApiError::Internal(other.to_string()),
+        })
 }
 
 fn geometry(record: &InstanceRecord) -> Result<PixelGeometry, ApiError> {
@@ -448,16 +516,16 @@ pub async fn bulk(
     let parts: Vec<Vec<Range>>;
     let ts_param: String;
     if steps.len() == 1 && steps[0] == BulkStep::Tag(0x7FE0, 0x0010) {
-        let index = frame_index(path.clone(), &record).await?;
+        let index = frame_index(&state, &record).await?;
         ts_param = if index.encapsulated {
             record.transfer_syntax_uid.clone()
         } else {
             ts::EXPLICIT_VR_LE.to_string()
         };
         parts = if index.encapsulated {
-            index.frames
+            index.frames.clone()
         } else {
-            vec![index.frames.into_iter().flatten().collect()]
+            vec![index.frames.iter().flatten().copied().collect()]
         };
     } else {
         let bytes = tokio::task::spawn_blocking(move || read_bulk_value(&path, &steps)).await??;
