@@ -83,7 +83,7 @@ pub struct IndexedInstance {
 }
 
 /// Patient, General Study and Patient Study attributes kept at study level.
-const STUDY_LEVEL: &[Tag] = &[
+pub const STUDY_LEVEL: &[Tag] = &[
     tags::SPECIFIC_CHARACTER_SET,
     tags::STUDY_DATE,
     tags::STUDY_TIME,
@@ -116,7 +116,7 @@ const STUDY_LEVEL: &[Tag] = &[
 ];
 
 /// General Series, General Equipment and Frame of Reference attributes kept at series level.
-const SERIES_LEVEL: &[Tag] = &[
+pub const SERIES_LEVEL: &[Tag] = &[
     tags::SPECIFIC_CHARACTER_SET,
     tags::SERIES_DATE,
     tags::SERIES_TIME,

@@ -105,45 +105,11 @@ pub(crate) const RETRIEVE_URL: u32 = t(tags::RETRIEVE_URL);
 /// Attributes computed when a row is served, returned at every level.
 pub(crate) const COMPUTED: [u32; 3] = [SPECIFIC_CHARACTER_SET, INSTANCE_AVAILABILITY, RETRIEVE_URL];
 
-/// Attributes without a column that the store keeps in the study's `meta_json`
-/// (must match `STUDY_LEVEL` in `store/ingest.rs`).
-const STUDY_LEVEL: &[u32] = &[
-    t(tags::ISSUER_OF_ACCESSION_NUMBER_SEQUENCE),
-    t(tags::TIMEZONE_OFFSET_FROM_UTC),
-    t(tags::PROCEDURE_CODE_SEQUENCE),
-    t(tags::PHYSICIANS_OF_RECORD),
-    t(tags::NAME_OF_PHYSICIANS_READING_STUDY),
-    t(tags::ADMITTING_DIAGNOSES_DESCRIPTION),
-    t(tags::REFERENCED_STUDY_SEQUENCE),
-    t(tags::TYPE_OF_PATIENT_ID),
-    t(tags::ISSUER_OF_PATIENT_ID_QUALIFIERS_SEQUENCE),
-    t(tags::PATIENT_BIRTH_TIME),
-    t(tags::OTHER_PATIENT_I_DS_SEQUENCE),
-    t(tags::OTHER_PATIENT_NAMES),
-    t(tags::PATIENT_AGE),
-    t(tags::PATIENT_SIZE),
-    t(tags::PATIENT_WEIGHT),
-    t(tags::PATIENT_COMMENTS),
-];
-
-/// Attributes without a column that the store keeps in the series' `meta_json`
-/// (must match `SERIES_LEVEL` in `store/ingest.rs`).
-const SERIES_LEVEL: &[u32] = &[
-    t(tags::MANUFACTURER),
-    t(tags::INSTITUTION_NAME),
-    t(tags::STATION_NAME),
-    t(tags::INSTITUTIONAL_DEPARTMENT_NAME),
-    t(tags::PERFORMING_PHYSICIAN_NAME),
-    t(tags::OPERATORS_NAME),
-    t(tags::MANUFACTURER_MODEL_NAME),
-    t(tags::PROTOCOL_NAME),
-    t(tags::PATIENT_POSITION),
-    t(tags::LATERALITY),
-    t(tags::FRAME_OF_REFERENCE_UID),
-    t(tags::PERFORMED_PROCEDURE_STEP_ID),
-    t(tags::PERFORMED_PROCEDURE_STEP_DESCRIPTION),
-    t(tags::REQUEST_ATTRIBUTES_SEQUENCE),
-];
+/// Whether the store keeps `tag` in a level's `meta_json` (the lists live with the ingest
+/// code that fills those columns, so the two cannot drift apart).
+fn kept_in(list: &[dicom_core::Tag], tag: u32) -> bool {
+    list.iter().any(|known| t(*known) == tag)
+}
 
 pub(crate) fn column(tag: u32) -> Option<&'static Column> {
     COLUMNS.iter().find(|c| c.tag == tag)
@@ -169,9 +135,9 @@ pub(crate) fn level_of(tag: u32) -> QidoLevel {
     if let Some(c) = column(tag) {
         return c.level;
     }
-    if is_computed(tag) || STUDY_LEVEL.contains(&tag) {
+    if is_computed(tag) || kept_in(crate::store::ingest::STUDY_LEVEL, tag) {
         Study
-    } else if SERIES_LEVEL.contains(&tag) {
+    } else if kept_in(crate::store::ingest::SERIES_LEVEL, tag) {
         Series
     } else {
         Instance
