@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::dimse::scp::{self, ScpContext, StoreEvent};
 use crate::metrics::Metrics;
+use crate::pull::Pull;
 use crate::store::{Store, StoreError};
 use crate::web::{self, AppState};
 
@@ -29,6 +30,7 @@ pub enum StartError {
 
 /// A running gateway.
 pub struct Running {
+    pub pull: Arc<Pull>,
     pub http_addr: SocketAddr,
     pub dimse_addr: SocketAddr,
     pub store: Arc<Store>,
@@ -51,10 +53,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let http_addr = local_addr(&http_listener, config.http.listen);
     let dimse_addr = local_addr(&dimse_listener, config.dimse.listen);
 
+    let pull = Pull::new(&config, Arc::clone(&store), events.clone());
     let state = AppState {
         config: Arc::clone(&config),
         store: Arc::clone(&store),
         metrics: Arc::clone(&metrics),
+        pull: Arc::clone(&pull),
     };
     let mut http_shutdown = shutdown_rx.clone();
     let http = tokio::spawn(async move {
@@ -82,10 +86,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         dicomweb = %format!("http://{http_addr}{}", config.http.base_path),
         dimse = %dimse_addr,
         ae_title = %config.dimse.ae_title,
+        upstreams = config.upstreams.len(),
         cache = %config.store.path.display(),
         "tsunagi ready"
     );
     Ok(Running {
+        pull,
         http_addr,
         dimse_addr,
         store,

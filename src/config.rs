@@ -36,6 +36,7 @@ pub struct Config {
     pub dimse: DimseConfig,
     pub http: HttpConfig,
     pub store: StoreConfig,
+    pub pull: PullConfig,
     #[serde(rename = "upstream")]
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -120,6 +121,50 @@ impl Default for StoreConfig {
             path: PathBuf::from("./tsunagi-data"),
             max_size: 50 * (1 << 30),
             memory: 512 * (1 << 20),
+        }
+    }
+}
+
+/// What to do with a federated search that has too few criteria to send to every PACS.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TooBroad {
+    /// Answer from the cache only, with a `Warning` saying the PACS were not asked.
+    #[default]
+    CacheOnly,
+    /// Answer 400 with a message saying which criteria to add.
+    Reject,
+}
+
+/// Federated search and pull-through retrieval across the upstream PACS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PullConfig {
+    /// How long C-FIND results from a PACS are reused for identical searches.
+    #[serde(with = "human_duration")]
+    pub query_cache_ttl: Duration,
+    /// Matching keys a search needs before it is sent to the PACS.
+    pub min_criteria: usize,
+    /// What to do with a search below `min_criteria`.
+    pub too_broad: TooBroad,
+    /// Matches taken from one PACS for one search (then C-CANCEL).
+    pub max_results: usize,
+    /// Further attempts after a transient retrieve failure (with backoff).
+    pub retries: u32,
+    /// How long a WADO-RS request waits for a retrieve before answering 504.
+    #[serde(with = "human_duration")]
+    pub wait: Duration,
+}
+
+impl Default for PullConfig {
+    fn default() -> Self {
+        Self {
+            query_cache_ttl: Duration::from_secs(30),
+            min_criteria: 1,
+            too_broad: TooBroad::CacheOnly,
+            max_results: 1000,
+            retries: 2,
+            wait: Duration::from_secs(120),
         }
     }
 }

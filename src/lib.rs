@@ -4,6 +4,7 @@
 //! - [`dimse`]: the DIMSE side (C-ECHO and C-STORE SCP; our typed DIMSE layer).
 //! - [`store`]: the cache (durable files, SQLite index, in-memory hot tier).
 //! - [`web`]: the HTTP side (QIDO-RS, WADO-RS, health and metrics).
+//! - [`pull`]: federated search and pull-through retrieval from hospital PACS.
 //! - [`charset`], [`dicom_json`]: text in every Specific Character Set, and DICOM JSON.
 //! - [`config`], [`app`]: configuration and wiring.
 
@@ -13,6 +14,7 @@ pub mod config;
 pub mod dicom_json;
 pub mod dimse;
 pub mod metrics;
+pub mod pull;
 pub mod store;
 pub mod types;
 pub mod web;

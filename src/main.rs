@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand};
 const ABOUT: &str = "Tsunagi (つなぎ): a DICOM gateway and DICOMweb server for regional health-information networks.
 
 PACS and modalities push studies to Tsunagi over DIMSE (C-STORE); viewers such as OHIF search
-and read them over DICOMweb (QIDO-RS, WADO-RS). Everything runs from one binary with a disk
+and read them over DICOMweb (QIDO-RS, WADO-RS). With [[upstream]] PACS configured, a search also
+asks every hospital (C-FIND) and a study not yet cached is pulled (C-MOVE or C-GET) on first
+read, streamed to the viewer as it arrives. Everything runs from one binary with a disk
 cache and an embedded SQLite index: no other service is needed.";
 
 const AFTER_HELP: &str = "Examples:
@@ -16,6 +18,7 @@ const AFTER_HELP: &str = "Examples:
   tsunagi serve --config /etc/tsunagi/proxy.toml
   TSUNAGI_HTTP__LISTEN=0.0.0.0:8080 tsunagi serve
   tsunagi config                         print the effective configuration and exit
+  tsunagi echo                           C-ECHO every configured hospital PACS
 
 Then push and read:
   storescu -aec TSUNAGI 127.0.0.1 11112 study/*.dcm
@@ -47,12 +50,23 @@ enum Command {
         #[arg(long, short, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// C-ECHO the configured hospital PACS (all, or one by name) and print a table.
+    #[command(
+        after_help = "Exit status is 0 only when every PACS asked answered.\n\nExample:\n  tsunagi echo              check every [[upstream]]\n  tsunagi echo hospital-a   check one"
+    )]
+    Echo {
+        /// The `name` of one [[upstream]]; all when omitted.
+        upstream: Option<String>,
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let (Command::Serve { config } | Command::Config { config }) = &cli.command;
+    let (Command::Serve { config } | Command::Config { config } | Command::Echo { config, .. }) =
+        &cli.command;
     let cfg = match tsunagi::config::Config::load(config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -66,6 +80,76 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve { .. } => serve(cfg),
+        Command::Echo { upstream, .. } => echo(cfg, upstream.as_deref()),
+    }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("tsunagi: cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
+fn echo(cfg: tsunagi::config::Config, only: Option<&str>) -> ExitCode {
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    let chosen: Vec<_> = cfg
+        .upstreams
+        .iter()
+        .filter(|u| only.is_none_or(|n| u.name == n))
+        .cloned()
+        .collect();
+    if chosen.is_empty() {
+        eprintln!(
+            "tsunagi: {}",
+            match only {
+                Some(n) => format!("no [[upstream]] named {n:?}"),
+                None => "no [[upstream]] is configured".into(),
+            }
+        );
+        return ExitCode::from(2);
+    }
+    let results = rt.block_on(async {
+        let asks = chosen.iter().map(|u| {
+            let up = tsunagi::dimse::scu::Upstream::new(
+                u.clone(),
+                &cfg.dimse.ae_title,
+                cfg.move_destination(u),
+            );
+            async move { up.echo().await }
+        });
+        futures::future::join_all(asks).await
+    });
+    println!(
+        "{:<20} {:<16} {:<24} RESULT",
+        "UPSTREAM", "AE TITLE", "ADDRESS"
+    );
+    let mut all_ok = true;
+    for (u, r) in chosen.iter().zip(results) {
+        let result = match r {
+            Ok(t) => format!("ok ({} ms)", t.as_millis()),
+            Err(e) => {
+                all_ok = false;
+                format!("FAILED: {e}")
+            }
+        };
+        println!(
+            "{:<20} {:<16} {:<24} {result}",
+            u.name, u.ae_title, u.address
+        );
+    }
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -4,7 +4,10 @@
 
 pub mod command;
 pub mod connection;
+pub mod find_scu;
+pub mod retrieve_scu;
 pub mod scp;
+pub mod scu;
 pub mod store_scp;
 
 pub use command::{Command, CommandField, Status, StatusClass};

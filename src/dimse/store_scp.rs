@@ -6,14 +6,16 @@
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
+use std::sync::Arc;
+
 use super::command::{tag, Command, Status};
 use super::connection::{DimseConnection, DimseError};
 use super::scp::{respond, ScpContext, StoreEvent};
 use crate::metrics::Metrics;
-use crate::store::{FileMeta, StoreError};
+use crate::store::{FileMeta, Store, StoreError, StoredInstance};
 use crate::types::Uid;
 
-/// Receive one instance and answer its C-STORE-RQ.
+/// Receive one instance and answer its C-STORE-RQ (inbound association from a PACS).
 pub async fn handle_c_store<A>(
     conn: &mut DimseConnection<A>,
     ctx: &ScpContext,
@@ -24,17 +26,53 @@ pub async fn handle_c_store<A>(
 where
     A: dicom_ul::association::AsyncAssociation<TcpStream> + Send,
 {
+    let announce = |instance: &StoredInstance| {
+        let _ = ctx.events.send(StoreEvent {
+            instance: instance.clone(),
+            calling_ae: calling_ae.to_string(),
+            move_originator_ae: request.get_str(tag::MOVE_ORIGINATOR_AE_TITLE),
+            move_originator_message_id: request.get_u16(tag::MOVE_ORIGINATOR_MESSAGE_ID),
+        });
+    };
+    let stored = store_and_answer(conn, &ctx.store, pc_id, request, calling_ae, announce).await?;
+    match stored {
+        Some(instance) => {
+            Metrics::inc(&ctx.metrics.cstore_received_total);
+            Metrics::add(&ctx.metrics.cstore_bytes_total, instance.file_size);
+        }
+        None => Metrics::inc(&ctx.metrics.cstore_failed_total),
+    }
+    Ok(())
+}
+
+/// Receive the data set of a C-STORE-RQ into the store and send the C-STORE-RSP: success
+/// only once the instance is durable, otherwise the status for the cause. Used by the SCP and
+/// by C-GET (sub-operations arrive on our own association). `announce` runs once the
+/// instance is durable and before the response, so a retrieve that waits for its final
+/// C-MOVE-RSP has always heard of every instance by then. `None` when refused.
+pub async fn store_and_answer<A>(
+    conn: &mut DimseConnection<A>,
+    store: &Arc<Store>,
+    pc_id: u8,
+    request: &Command,
+    calling_ae: &str,
+    announce: impl FnOnce(&StoredInstance),
+) -> Result<Option<StoredInstance>, DimseError>
+where
+    A: dicom_ul::association::AsyncAssociation<TcpStream> + Send,
+{
     let Some(ts) = negotiated_transfer_syntax(conn, pc_id) else {
         conn.drain_data_set().await?;
-        return fail(
+        let comment = "unknown presentation context";
+        respond(
             conn,
-            ctx,
             pc_id,
             request,
             Status::CANNOT_UNDERSTAND,
-            "unknown presentation context",
+            Some(comment),
         )
-        .await;
+        .await?;
+        return Ok(None);
     };
     let sop_class = request.affected_sop_class_uid().unwrap_or_default();
     let sop_instance = match request
@@ -44,15 +82,16 @@ where
         Some(Ok(uid)) => uid,
         _ => {
             conn.drain_data_set().await?;
-            return fail(
+            let comment = "missing or invalid Affected SOP Instance UID";
+            respond(
                 conn,
-                ctx,
                 pc_id,
                 request,
                 Status::CANNOT_UNDERSTAND,
-                "missing or invalid Affected SOP Instance UID",
+                Some(comment),
             )
-            .await;
+            .await?;
+            return Ok(None);
         }
     };
     let meta = FileMeta {
@@ -61,24 +100,17 @@ where
         transfer_syntax_uid: ts,
         source_ae_title: calling_ae.to_string(),
     };
-    let outcome = receive_into_store(conn, ctx, meta).await?;
-    match outcome {
+    match receive_into_store(conn, store, meta).await? {
         Ok(stored) => {
-            Metrics::inc(&ctx.metrics.cstore_received_total);
-            Metrics::add(&ctx.metrics.cstore_bytes_total, stored.file_size);
             debug!(study = %stored.study_uid, sop = %stored.sop_instance_uid, "instance stored");
+            announce(&stored);
             respond(conn, pc_id, request, Status::SUCCESS, None).await?;
-            let _ = ctx.events.send(StoreEvent {
-                instance: stored,
-                calling_ae: calling_ae.to_string(),
-                move_originator_ae: request.get_str(tag::MOVE_ORIGINATOR_AE_TITLE),
-                move_originator_message_id: request.get_u16(tag::MOVE_ORIGINATOR_MESSAGE_ID),
-            });
-            Ok(())
+            Ok(Some(stored))
         }
         Err(e) => {
             warn!(error = %e, sop = %sop_instance, "C-STORE refused");
-            fail(conn, ctx, pc_id, request, status_for(&e), &e.to_string()).await
+            respond(conn, pc_id, request, status_for(&e), Some(&e.to_string())).await?;
+            Ok(None)
         }
     }
 }
@@ -87,13 +119,13 @@ where
 /// broken one aborts the association); the inner one is the store's verdict.
 async fn receive_into_store<A>(
     conn: &mut DimseConnection<A>,
-    ctx: &ScpContext,
+    store: &Arc<Store>,
     meta: FileMeta,
-) -> Result<Result<crate::store::StoredInstance, StoreError>, DimseError>
+) -> Result<Result<StoredInstance, StoreError>, DimseError>
 where
     A: dicom_ul::association::AsyncAssociation<TcpStream> + Send,
 {
-    let mut pending = match ctx.store.begin(meta).await {
+    let mut pending = match store.begin(meta).await {
         Ok(p) => p,
         Err(e) => {
             conn.drain_data_set().await?;
@@ -139,19 +171,4 @@ fn status_for(e: &StoreError) -> Status {
             Status::OUT_OF_RESOURCES
         }
     }
-}
-
-async fn fail<A>(
-    conn: &mut DimseConnection<A>,
-    ctx: &ScpContext,
-    pc_id: u8,
-    request: &Command,
-    status: Status,
-    comment: &str,
-) -> Result<(), DimseError>
-where
-    A: dicom_ul::association::AsyncAssociation<TcpStream> + Send,
-{
-    Metrics::inc(&ctx.metrics.cstore_failed_total);
-    respond(conn, pc_id, request, status, Some(comment)).await
 }

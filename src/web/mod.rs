@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod multipart;
 pub mod negotiate;
+pub mod pulled;
 pub mod qido;
 pub mod search;
 pub mod wado;
@@ -21,6 +22,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::pull::{Pull, RetrieveError};
 use crate::store::Store;
 
 /// Shared state of every handler.
@@ -29,6 +31,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
+    pub pull: Arc<Pull>,
 }
 
 /// Errors answered to HTTP clients, each with a message saying what is wrong.
@@ -40,8 +43,24 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     NotAcceptable(String),
+    /// An upstream PACS failed (the request itself was fine).
+    #[error("{0}")]
+    BadGateway(String),
+    /// An upstream PACS did not deliver in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<RetrieveError> for ApiError {
+    fn from(e: RetrieveError) -> Self {
+        match e {
+            RetrieveError::NotFound(m) => ApiError::NotFound(m),
+            RetrieveError::Upstream(m) => ApiError::BadGateway(m),
+            RetrieveError::Timeout(m) => ApiError::GatewayTimeout(m),
+        }
+    }
 }
 
 impl ApiError {
@@ -50,6 +69,8 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -58,7 +79,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self, "request failed");
         }
         let mut body = self.to_string();

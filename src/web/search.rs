@@ -6,10 +6,13 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
-use super::qido::{self, QidoLevel, QidoScope};
+use super::qido::{self, QidoLevel, QidoQuery, QidoRows, QidoScope};
 use super::{base_url, ApiError, AppState};
+use crate::config::TooBroad;
 use crate::metrics::Metrics;
+use crate::pull::search::merge;
 use crate::types::Uid;
+use serde_json::{Map, Value};
 
 pub async fn studies(
     state: State<AppState>,
@@ -89,8 +92,33 @@ async fn search(
     let http = &state.config.http;
     query.apply_limits(http.qido_default_limit, http.qido_max_limit);
     let base = base_url(&headers, &state.config);
+    let (rows, remaining, warnings) = if state.pull.enabled() {
+        federated(&state, query, &base).await?
+    } else {
+        let page = local_page(&state, query, &base).await?;
+        (page.rows, page.remaining, Vec::new())
+    };
+    let body = serde_json::to_vec(&rows).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut response = ([(header::CONTENT_TYPE, "application/dicom+json")], body).into_response();
+    let mut warnings = warnings;
+    if remaining > 0 {
+        warnings.push(format!(
+            "There are {remaining} additional results that can be requested"
+        ));
+    }
+    for w in warnings {
+        if let Ok(v) = HeaderValue::from_str(&super::pulled::warning_value(&w)) {
+            response.headers_mut().append(header::WARNING, v);
+        }
+    }
+    Ok(response)
+}
+
+/// One page from the cache's index.
+async fn local_page(state: &AppState, query: QidoQuery, base: &str) -> Result<QidoRows, ApiError> {
     let index = state.store.index().clone();
-    let result = tokio::task::spawn_blocking(move || {
+    let base = base.to_string();
+    tokio::task::spawn_blocking(move || {
         index.read_with(|conn| qido::run_query(conn, &query, &base))
     })
     .await?
@@ -100,19 +128,42 @@ async fn search(
         } else {
             ApiError::Internal(e.to_string())
         }
-    })?;
-    let body = serde_json::to_vec(&result.rows).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut response = ([(header::CONTENT_TYPE, "application/dicom+json")], body).into_response();
-    if result.remaining > 0 {
-        let warning = format!(
-            "299 tsunagi \"There are {} additional results that can be requested\"",
-            result.remaining
+    })
+}
+
+/// The cache and every hospital PACS searched together, merged by UID, then paged.
+async fn federated(
+    state: &AppState,
+    query: QidoQuery,
+    base: &str,
+) -> Result<(Vec<Map<String, Value>>, usize, Vec<String>), ApiError> {
+    let pull = &state.pull;
+    if query.criteria_count() < pull.config.min_criteria {
+        let advice = format!(
+            "searching every hospital needs at least {} matching key(s), e.g. PatientID, PatientName, AccessionNumber, StudyDate or StudyInstanceUID",
+            pull.config.min_criteria
         );
-        if let Ok(v) = HeaderValue::from_str(&warning) {
-            response.headers_mut().insert(header::WARNING, v);
+        if pull.config.too_broad == TooBroad::Reject {
+            return Err(ApiError::BadRequest(advice));
         }
+        let page = local_page(state, query, base).await?;
+        let warning = format!("hospital PACS were not searched: {advice}");
+        return Ok((page.rows, page.remaining, vec![warning]));
     }
-    Ok(response)
+    let (offset, limit, level) = (query.offset, query.limit, query.level);
+    let mut whole = query.clone();
+    whole.offset = 0;
+    whole.limit = offset + limit;
+    let (local, remote) = tokio::join!(
+        local_page(state, whole, base),
+        pull.search_upstreams(&query, base)
+    );
+    let local = local?;
+    let merged = merge(level, local.rows, remote.rows, &pull.our_ae);
+    let total = merged.len() + local.remaining;
+    let page: Vec<_> = merged.into_iter().skip(offset).take(limit).collect();
+    let remaining = total.saturating_sub(offset + page.len());
+    Ok((page, remaining, remote.warnings))
 }
 
 pub fn checked_uid(what: &'static str, raw: &str) -> Result<String, ApiError> {

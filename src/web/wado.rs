@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 use super::multipart::{self, PartError, PartWriter};
 use super::negotiate::{self, Choice, MediaRange};
 use super::search::checked_uid;
-use super::{base_url, ApiError, AppState};
+use super::{base_url, pulled, ApiError, AppState};
+use crate::dimse::retrieve_scu::RetrieveTarget;
 use crate::metrics::Metrics;
 use crate::store::layout::{self, PixelGeometry, Range};
 use crate::store::{InstanceRecord, Selector};
@@ -44,6 +45,14 @@ impl Target {
         }
     }
 
+    fn retrieve_target(&self) -> RetrieveTarget {
+        RetrieveTarget {
+            study: self.study.clone(),
+            series: self.series.clone(),
+            instance: self.instance.clone(),
+        }
+    }
+
     fn describe(&self) -> String {
         match (&self.series, &self.instance) {
             (_, Some(i)) => format!("instance {i}"),
@@ -53,7 +62,28 @@ impl Target {
     }
 }
 
+/// Records of the target in the cache; an instance not in the cache is pulled from the PACS
+/// that holds it first (or waited for, when a running retrieve brings it).
 async fn lookup(state: &AppState, target: &Target) -> Result<Vec<InstanceRecord>, ApiError> {
+    let records = local_records(state, target).await?;
+    if !records.is_empty() || !state.pull.enabled() || target.instance.is_none() {
+        return found(records, target);
+    }
+    pulled::ensure_instance(state, target.retrieve_target()).await?;
+    found(local_records(state, target).await?, target)
+}
+
+fn found(records: Vec<InstanceRecord>, target: &Target) -> Result<Vec<InstanceRecord>, ApiError> {
+    if records.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "{} is not in the cache",
+            target.describe()
+        )));
+    }
+    Ok(records)
+}
+
+async fn local_records(state: &AppState, target: &Target) -> Result<Vec<InstanceRecord>, ApiError> {
     let index = state.store.index().clone();
     let (study, series, instance) = (
         target.study.clone(),
@@ -68,12 +98,6 @@ async fn lookup(state: &AppState, target: &Target) -> Result<Vec<InstanceRecord>
         })
     })
     .await??;
-    if records.is_empty() {
-        return Err(ApiError::NotFound(format!(
-            "{} is not in the cache",
-            target.describe()
-        )));
-    }
     Ok(records)
 }
 
@@ -113,8 +137,12 @@ async fn retrieve(
     headers: HeaderMap,
     target: Target,
 ) -> Result<Response, ApiError> {
-    let records = lookup(&state, &target).await?;
     let ranges = accept(&headers);
+    let records = local_records(&state, &target).await?;
+    if records.is_empty() && state.pull.enabled() {
+        return pulled::progressive_retrieve(state, target.retrieve_target(), ranges).await;
+    }
+    let records = found(records, &target)?;
     let mut plan = Vec::with_capacity(records.len());
     let mut refused: Vec<&str> = Vec::new();
     for r in &records {
@@ -153,31 +181,8 @@ async fn retrieve(
 
 async fn send_instances(state: AppState, mut w: PartWriter, plan: Vec<(InstanceRecord, Choice)>) {
     for (record, choice) in plan {
-        let path = state.store.absolute(&record.file_path);
-        let ct = format!(
-            "application/dicom; transfer-syntax={}",
-            choice.transfer_syntax
-        );
-        let sent = if choice.rewrite {
-            match tokio::task::spawn_blocking(move || rewrite_explicit_le(&path)).await {
-                Ok(Ok(bytes)) => {
-                    let n = bytes.len() as u64;
-                    w.bytes_part(&ct, bytes)
-                        .await
-                        .map(|_| n)
-                        .map_err(|_| PartError::Closed)
-                }
-                Ok(Err(e)) => Err(PartError::Io(std::io::Error::other(e))),
-                Err(e) => Err(PartError::Io(std::io::Error::other(e.to_string()))),
-            }
-        } else {
-            w.file_part(&ct, &path).await
-        };
-        match sent {
-            Ok(n) => {
-                Metrics::inc(&state.metrics.wado_instances_total);
-                Metrics::add(&state.metrics.wado_bytes_total, n);
-            }
+        match send_instance(&state, &mut w, &record, &choice).await {
+            Ok(()) => {}
             Err(PartError::Closed) => return,
             Err(PartError::Io(e)) => {
                 tracing::error!(sop = %record.sop_instance_uid, error = %e, "instance could not be sent");
@@ -187,6 +192,36 @@ async fn send_instances(state: AppState, mut w: PartWriter, plan: Vec<(InstanceR
         }
     }
     let _ = w.finish().await;
+}
+
+/// One instance as a part, streamed from its file or rewritten to Explicit VR LE.
+pub(super) async fn send_instance(
+    state: &AppState,
+    w: &mut PartWriter,
+    record: &InstanceRecord,
+    choice: &Choice,
+) -> Result<(), PartError> {
+    let path = state.store.absolute(&record.file_path);
+    let ct = format!(
+        "application/dicom; transfer-syntax={}",
+        choice.transfer_syntax
+    );
+    let n = if choice.rewrite {
+        let bytes = tokio::task::spawn_blocking(move || rewrite_explicit_le(&path))
+            .await
+            .map_err(|e| PartError::Io(std::io::Error::other(e.to_string())))?
+            .map_err(|e| PartError::Io(std::io::Error::other(e)))?;
+        let n = bytes.len() as u64;
+        w.bytes_part(&ct, bytes)
+            .await
+            .map_err(|_| PartError::Closed)?;
+        n
+    } else {
+        w.file_part(&ct, &path).await?
+    };
+    Metrics::inc(&state.metrics.wado_instances_total);
+    Metrics::add(&state.metrics.wado_bytes_total, n);
+    Ok(())
 }
 
 /// Rewrite an Implicit VR Little Endian file as Explicit VR Little Endian (same values).
@@ -246,6 +281,7 @@ async fn metadata(
             "metadata is available as application/dicom+json".into(),
         ));
     }
+    let warning = fill_for_metadata(&state, &target).await?;
     let index = state.store.index().clone();
     let base = base_url(&headers, &state.config);
     let body = tokio::task::spawn_blocking(move || -> Result<Option<String>, ApiError> {
@@ -265,8 +301,32 @@ async fn metadata(
     }
     let mut resp = body.into_response();
     set_header(&mut resp, header::CONTENT_TYPE, "application/dicom+json");
-    set_header(&mut resp, header::ETAG, &etag);
+    match warning {
+        Some(w) => {
+            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            set_header(&mut resp, header::WARNING, &pulled::warning_value(&w));
+        }
+        None => set_header(&mut resp, header::ETAG, &etag),
+    }
     Ok(resp)
+}
+
+/// Metadata is served for complete data only: what is missing from the cache, or still
+/// arriving, is retrieved first. Returns a warning when the PACS could not deliver it all.
+async fn fill_for_metadata(state: &AppState, target: &Target) -> Result<Option<String>, ApiError> {
+    if !state.pull.enabled() {
+        return Ok(None);
+    }
+    let wanted = target.retrieve_target();
+    let cached = !local_records(state, target).await?.is_empty();
+    if cached && !state.pull.is_retrieving(&wanted) {
+        return Ok(None);
+    }
+    if target.instance.is_some() {
+        pulled::ensure_instance(state, wanted).await?;
+        return Ok(None);
+    }
+    pulled::ensure_complete(state, wanted).await
 }
 
 /// A JSON array of the stored objects with BulkDataURIs made absolute.

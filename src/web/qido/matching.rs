@@ -27,6 +27,42 @@ pub(crate) enum Matcher {
     Num(Vec<f64>),
 }
 
+impl Matcher {
+    /// The same condition in C-FIND syntax (value lists joined by '\\', ranges as `lo-hi`).
+    pub(crate) fn to_dimse(&self) -> String {
+        match self {
+            Matcher::Text(v) | Matcher::Pn(v) => v.join("\\"),
+            Matcher::Range { vr, lo, hi } => {
+                let cut = |s: &Option<String>| {
+                    s.as_deref()
+                        .map(|v| dimse_bound(*vr, v))
+                        .unwrap_or_default()
+                };
+                let (lo, hi) = (cut(lo), cut(hi));
+                if lo == hi {
+                    lo
+                } else {
+                    format!("{lo}-{hi}")
+                }
+            }
+            Matcher::Num(v) => v
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join("\\"),
+        }
+    }
+}
+
+/// A normalized range bound as a DICOM value (times without padding fractions).
+fn dimse_bound(vr: VR, v: &str) -> String {
+    match vr {
+        VR::TM => v.split('.').next().unwrap_or(v).to_string(),
+        VR::DT => v.chars().take(14).collect(),
+        _ => v.to_string(),
+    }
+}
+
 /// Rejects value representations that cannot be matched.
 pub(crate) fn check_vr(vr: VR) -> Result<(), &'static str> {
     match vr {

@@ -119,6 +119,58 @@ impl QidoQuery {
         self.returned.iter().copied()
     }
 
+    /// The query as C-FIND keys (PS3.4 C.2.2.2 syntax): matching keys with their values,
+    /// the path's UIDs, and every returned attribute as an empty return key.
+    pub fn dimse_keys(&self) -> Vec<DimseKey> {
+        let mut keys: Vec<DimseKey> = self
+            .filters
+            .iter()
+            .map(|f| DimseKey {
+                tag: f.attr.tag,
+                vr: f.attr.vr,
+                value: f.matcher.to_dimse(),
+            })
+            .collect();
+        let scoped = [
+            (
+                attrs::t(dicom_dictionary_std::tags::STUDY_INSTANCE_UID),
+                &self.scope.study_uid,
+            ),
+            (
+                attrs::t(dicom_dictionary_std::tags::SERIES_INSTANCE_UID),
+                &self.scope.series_uid,
+            ),
+        ];
+        for (tag, uid) in scoped {
+            if let Some(uid) = uid {
+                keys.retain(|k| k.tag != tag);
+                keys.push(DimseKey {
+                    tag,
+                    vr: VR::UI,
+                    value: uid.clone(),
+                });
+            }
+        }
+        for tag in self.returned_tags() {
+            if !keys.iter().any(|k| k.tag == tag) && !attrs::is_computed(tag) {
+                keys.push(DimseKey {
+                    tag,
+                    vr: attrs::vr_of(tag),
+                    value: String::new(),
+                });
+            }
+        }
+        keys.sort_by_key(|k| k.tag);
+        keys
+    }
+
+    /// How many real matching keys (not universal) the query has, path UIDs included.
+    pub fn criteria_count(&self) -> usize {
+        self.filters.len()
+            + usize::from(self.scope.study_uid.is_some())
+            + usize::from(self.scope.series_uid.is_some())
+    }
+
     /// Levels whose attributes are returned (and whose `meta_json` `includefield=all` merges).
     fn merged_levels(&self) -> Vec<QidoLevel> {
         attrs::returned_levels(self.level, &self.scope)
@@ -129,6 +181,14 @@ impl QidoQuery {
 struct Filter {
     attr: Attr,
     matcher: Matcher,
+}
+
+/// One C-FIND key: tag, VR and the value in DIMSE matching syntax (empty = return key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DimseKey {
+    pub tag: u32,
+    pub vr: VR,
+    pub value: String,
 }
 
 /// One page of results.

@@ -1,0 +1,279 @@
+//! Outbound associations to hospital PACS: at most `max_associations` at once per upstream
+//! (a clinical system is never flooded), connect and DIMSE timeouts on every one, TCP_NODELAY,
+//! and an explicit release at the end. The DIMSE operations on top live in `find_scu`,
+//! `retrieve_scu` and here (C-ECHO).
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dicom_ul::association::client::AsyncClientAssociation;
+use dicom_ul::pdu::PresentationContextResultReason;
+use dicom_ul::ClientAssociationOptions;
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::command::{tag, Command, CommandField, Status};
+use super::connection::{DimseConnection, DimseError, Event};
+use crate::config::UpstreamConfig;
+
+pub const VERIFICATION: &str = "1.2.840.10008.1.1";
+pub const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
+pub const STUDY_ROOT_MOVE: &str = "1.2.840.10008.5.1.4.1.2.2.2";
+pub const STUDY_ROOT_GET: &str = "1.2.840.10008.5.1.4.1.2.2.3";
+pub const UNCOMPRESSED: [&str; 2] = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"];
+
+/// Errors talking to an upstream PACS; all of them are the PACS's side or the network.
+#[derive(Debug, thiserror::Error)]
+pub enum ScuError {
+    #[error("{upstream}: cannot associate with {address}: {source}")]
+    Associate {
+        upstream: String,
+        address: String,
+        source: Box<dicom_ul::association::Error>,
+    },
+    #[error("{upstream}: no answer within {0:?}", timeout)]
+    Timeout { upstream: String, timeout: Duration },
+    #[error("{upstream}: {what} was not accepted by the PACS")]
+    NotAccepted { upstream: String, what: String },
+    #[error("{upstream}: {source}")]
+    Dimse {
+        upstream: String,
+        source: Box<DimseError>,
+    },
+    #[error("{upstream}: {0}", message)]
+    Failed { upstream: String, message: String },
+}
+
+impl ScuError {
+    /// A transient failure worth a retry (network, timeouts, busy PACS).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ScuError::Associate { .. } | ScuError::Timeout { .. } | ScuError::Dimse { .. }
+        )
+    }
+}
+
+/// One hospital PACS as a peer: its configuration and its association budget.
+pub struct Upstream {
+    pub config: UpstreamConfig,
+    /// Our AE title (calling AE) and the AE the PACS should C-MOVE to.
+    pub calling_ae: String,
+    pub move_destination: String,
+    slots: Arc<Semaphore>,
+    message_ids: AtomicU16,
+}
+
+/// An open association with an upstream, holding one of its slots.
+pub struct UpstreamAssociation {
+    pub conn: DimseConnection<AsyncClientAssociation<TcpStream>>,
+    pub upstream: String,
+    timeout: Duration,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// A presentation context to propose: abstract syntax, transfer syntaxes, and whether we
+/// take the SCP role (C-GET sub-operations).
+pub struct Proposal {
+    pub abstract_syntax: String,
+    pub transfer_syntaxes: Vec<String>,
+    pub scp_role: bool,
+}
+
+impl Proposal {
+    pub fn new(abstract_syntax: &str, ts: &[&str]) -> Self {
+        Proposal {
+            abstract_syntax: abstract_syntax.into(),
+            transfer_syntaxes: ts.iter().map(|s| s.to_string()).collect(),
+            scp_role: false,
+        }
+    }
+}
+
+impl Upstream {
+    pub fn new(config: UpstreamConfig, calling_ae: &str, move_destination: &str) -> Self {
+        Upstream {
+            slots: Arc::new(Semaphore::new(config.max_associations)),
+            config,
+            calling_ae: calling_ae.into(),
+            move_destination: move_destination.into(),
+            message_ids: AtomicU16::new(1),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
+    /// A message ID unique among this upstream's running operations.
+    pub fn next_message_id(&self) -> u16 {
+        let id = self.message_ids.fetch_add(1, Ordering::Relaxed);
+        if id == 0 {
+            self.message_ids.fetch_add(1, Ordering::Relaxed)
+        } else {
+            id
+        }
+    }
+
+    /// Wait for a free slot (bounded by the timeout), then associate.
+    pub async fn associate(&self, proposals: &[Proposal]) -> Result<UpstreamAssociation, ScuError> {
+        let timeout = self.timeout();
+        let slot = tokio::time::timeout(timeout, Arc::clone(&self.slots).acquire_owned())
+            .await
+            .map_err(|_| self.timeout_error())?
+            .map_err(|_| self.failed("association pool closed"))?;
+        let mut options = ClientAssociationOptions::new()
+            .calling_ae_title(self.calling_ae.clone())
+            .called_ae_title(self.config.ae_title.clone())
+            .connection_timeout(timeout)
+            .read_timeout(timeout)
+            .write_timeout(timeout);
+        for p in proposals {
+            options = options
+                .with_presentation_context(p.abstract_syntax.clone(), p.transfer_syntaxes.clone());
+            if p.scp_role {
+                options = options.with_role_selection(p.abstract_syntax.clone(), true, true);
+            }
+        }
+        let established =
+            tokio::time::timeout(timeout, options.establish_async(&self.config.address))
+                .await
+                .map_err(|_| self.timeout_error())?;
+        let mut assoc = established.map_err(|source| ScuError::Associate {
+            upstream: self.name().into(),
+            address: self.config.address.clone(),
+            source: Box::new(source),
+        })?;
+        let _ = dicom_ul::association::AsyncAssociation::inner_stream(&mut assoc).set_nodelay(true);
+        Ok(UpstreamAssociation {
+            conn: DimseConnection::new(assoc),
+            upstream: self.name().into(),
+            timeout,
+            _slot: slot,
+        })
+    }
+
+    /// C-ECHO: how long the round trip took.
+    pub async fn echo(&self) -> Result<Duration, ScuError> {
+        let start = Instant::now();
+        let mut assoc = self
+            .associate(&[Proposal::new(VERIFICATION, &UNCOMPRESSED)])
+            .await?;
+        let pc = assoc.accepted_context(VERIFICATION)?;
+        let mut rq = Command::new(CommandField::CEchoRq, false);
+        rq.set_u16(tag::MESSAGE_ID, self.next_message_id());
+        rq.set_uid(tag::AFFECTED_SOP_CLASS_UID, VERIFICATION);
+        assoc.send_command(pc.0, &rq).await?;
+        let (_, rsp) = assoc.next_command().await?;
+        assoc.release().await;
+        match rsp.status() {
+            Some(Status::SUCCESS) => Ok(start.elapsed()),
+            other => Err(self.failed(&format!("C-ECHO answered {other:?}"))),
+        }
+    }
+
+    fn timeout_error(&self) -> ScuError {
+        ScuError::Timeout {
+            upstream: self.name().into(),
+            timeout: self.timeout(),
+        }
+    }
+
+    pub fn failed(&self, message: &str) -> ScuError {
+        ScuError::Failed {
+            upstream: self.name().into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl UpstreamAssociation {
+    fn wrap(&self, source: DimseError) -> ScuError {
+        ScuError::Dimse {
+            upstream: self.upstream.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The accepted presentation context (id, transfer syntax) for an abstract syntax.
+    pub fn accepted_context(&self, abstract_syntax: &str) -> Result<(u8, String), ScuError> {
+        self.accepted_contexts(abstract_syntax)
+            .into_iter()
+            .next()
+            .ok_or_else(|| ScuError::NotAccepted {
+                upstream: self.upstream.clone(),
+                what: abstract_syntax.into(),
+            })
+    }
+
+    /// Every accepted presentation context for an abstract syntax.
+    pub fn accepted_contexts(&self, abstract_syntax: &str) -> Vec<(u8, String)> {
+        dicom_ul::association::Association::presentation_contexts(self.conn.association())
+            .iter()
+            .filter(|pc| {
+                pc.reason == PresentationContextResultReason::Acceptance
+                    && pc.abstract_syntax.trim_end_matches('\0') == abstract_syntax
+            })
+            .map(|pc| (pc.id, pc.transfer_syntax.trim_end_matches('\0').to_string()))
+            .collect()
+    }
+
+    /// The transfer syntax negotiated on a presentation context.
+    pub fn context_ts(&self, pc_id: u8) -> Option<String> {
+        dicom_ul::association::Association::presentation_contexts(self.conn.association())
+            .iter()
+            .find(|pc| pc.id == pc_id)
+            .map(|pc| pc.transfer_syntax.trim_end_matches('\0').to_string())
+    }
+
+    pub async fn send_command(&mut self, pc_id: u8, c: &Command) -> Result<(), ScuError> {
+        let r = self.conn.send_command(pc_id, c).await;
+        r.map_err(|e| self.wrap(e))
+    }
+
+    pub async fn send_data_set(&mut self, pc_id: u8, data: &[u8]) -> Result<(), ScuError> {
+        let r = self.conn.send_data_set(pc_id, data).await;
+        r.map_err(|e| self.wrap(e))
+    }
+
+    /// The next command from the PACS (bounded by the DIMSE timeout).
+    pub async fn next_command(&mut self) -> Result<(u8, Command), ScuError> {
+        let timeout = self.timeout;
+        let event = tokio::time::timeout(timeout, self.conn.next_event()).await;
+        match event {
+            Err(_) => Err(ScuError::Timeout {
+                upstream: self.upstream.clone(),
+                timeout,
+            }),
+            Ok(Err(e)) => Err(self.wrap(e)),
+            Ok(Ok(Event::Command { pc_id, command })) => Ok((pc_id, command)),
+            Ok(Ok(Event::Released)) => Err(ScuError::Failed {
+                upstream: self.upstream.clone(),
+                message: "the PACS released the association mid-operation".into(),
+            }),
+        }
+    }
+
+    /// Read a (small) data set that follows a command.
+    pub async fn read_data_set(&mut self, limit: usize) -> Result<Vec<u8>, ScuError> {
+        let r = self.conn.read_small_data_set(limit).await;
+        r.map_err(|e| self.wrap(e))
+    }
+
+    /// Release politely; a PACS that does not answer the release is simply disconnected.
+    pub async fn release(self) {
+        let upstream = self.upstream.clone();
+        if let Err(e) = self.conn.release().await {
+            tracing::debug!(%upstream, error = %e, "release not acknowledged");
+        }
+    }
+
+    pub async fn abort(self) {
+        let _ = self.conn.abort().await;
+    }
+}
