@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests talk to, when this machine lets us (root + apt):
-#   DCMTK (storescu, findscu, movescu, getscu, dcmqrscp), Chromium + the OHIF viewer (npm),
-#   and the Python DICOMweb client stack (pydicom, dicomweb-client, pylibjpeg).
+#   DCMTK (storescu, findscu, movescu, getscu, dcmqrscp), Orthanc + its DICOMweb plugin (a
+#   hospital PACS; run by the tests as their own process, never as a system service),
+#   Chromium + the OHIF viewer (npm), and the Python DICOMweb client stack (pydicom,
+#   dicomweb-client, pylibjpeg).
 # Idempotent. Without root/apt it says what is missing and the tests that need it skip loudly
 # (under CI=true a missing peer fails the tests instead).
 set -u
@@ -21,15 +23,28 @@ apt_install() {
 
 status=0
 
-# DCMTK: the hospital-side peers. Never let a package start a system service here.
-if [ ! -x /usr/bin/storescu ]; then
-    say "installing dcmtk"
+# Never let a package start a system service here (Debian's orthanc would start one on 8042/4242).
+forbid_services() {
     if have_root_apt && [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
     fi
+}
+
+# DCMTK: the hospital-side peers (and hospital A's PACS, dcmqrscp).
+if [ ! -x /usr/bin/storescu ]; then
+    say "installing dcmtk"
+    forbid_services
     apt_install dcmtk || status=1
 fi
 [ -x /usr/bin/storescu ] && say "dcmtk: $(/usr/bin/storescu --version 2>/dev/null | head -n 1)"
+
+# Orthanc: hospital B's PACS in tests/common/pacs.rs (started by the tests on ephemeral ports).
+if [ ! -x /usr/sbin/Orthanc ] || [ ! -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then
+    say "installing orthanc and orthanc-dicomweb"
+    forbid_services
+    apt_install orthanc orthanc-dicomweb || status=1
+fi
+[ -x /usr/sbin/Orthanc ] && say "orthanc: $(/usr/sbin/Orthanc --version 2>/dev/null | head -n 1)"
 
 # Python client stack (pip's own findscu/storescu shadow DCMTK's on PATH: tests call /usr/bin/*).
 if command -v python3 >/dev/null 2>&1; then

@@ -81,6 +81,9 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// The DICOMweb root: `{base_path}/studies`, ...
     pub base_path: String,
+    /// The gateway's public URL (`https://pacs.example.jp`), used in BulkDataURIs and
+    /// RetrieveURLs instead of the request's `Host`/`X-Forwarded-*` headers when set.
+    pub public_url: Option<String>,
     /// Origins allowed by CORS (`["*"]` for any); empty disables CORS headers.
     pub cors_allow_origins: Vec<String>,
     /// Default QIDO-RS page size when the client gives no `limit`.
@@ -94,6 +97,7 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             base_path: "/dicom-web".into(),
+            public_url: None,
             cors_allow_origins: vec!["*".into()],
             qido_default_limit: 1000,
             qido_max_limit: 10_000,
@@ -256,6 +260,16 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "http.base_path {base:?} must start with '/' and not end with '/' (or be empty)"
             )));
+        }
+        if let Some(url) = &self.http.public_url {
+            let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                && !url.ends_with('/')
+                && url.chars().all(|c| c.is_ascii_graphic());
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "http.public_url {url:?} must be an http(s) URL without a trailing '/'"
+                )));
+            }
         }
         if self.dimse.max_pdu_length < 4096 {
             return Err(ConfigError::Invalid(

@@ -199,8 +199,12 @@ fn cors(origins: &[String]) -> CorsLayer {
         ])
 }
 
-/// The absolute DICOMweb root as the client sees it (honours `X-Forwarded-Proto/Host`).
+/// The absolute DICOMweb root as the client sees it: `http.public_url` when configured,
+/// else from `X-Forwarded-Proto/Host` or `Host`.
 pub fn base_url(headers: &HeaderMap, config: &Config) -> String {
+    if let Some(public) = &config.http.public_url {
+        return format!("{public}{}", config.http.base_path);
+    }
     let pick = |name: &str| {
         headers
             .get(name)

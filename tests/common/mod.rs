@@ -1,6 +1,7 @@
 //! Shared test support: the real `tsunagi` binary on ephemeral ports with a temp cache,
 //! the committed samples and their manifest, and real peers (DCMTK) with loud skips.
 #![allow(dead_code)]
+pub mod pacs;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
