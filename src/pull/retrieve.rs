@@ -123,9 +123,43 @@ impl Pull {
             ),
             other => tracing::warn!(outcome = ?other, "retrieve incomplete"),
         }
+        self.record(&r, &finished).await;
         r.state.send_modify(|p| p.done = Some(finished));
         if let Ok(mut running) = self.running.lock() {
             running.remove(&r.target);
+        }
+    }
+
+    /// Persist the outcome, so partial data is retrieved again when next asked for.
+    async fn record(&self, r: &Retrieval, finished: &Finished) {
+        let t = &r.target;
+        let target = [
+            Some(t.study.as_str()),
+            t.series.as_deref(),
+            t.instance.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("/");
+        let p = r.state.borrow().clone();
+        let record = crate::store::RetrievalRecord {
+            target,
+            study_uid: t.study.clone(),
+            upstream: p.upstream.unwrap_or_default(),
+            complete: *finished == Finished::Complete,
+            arrived: p.arrived.len() as i64,
+            message: match finished {
+                Finished::Complete => String::new(),
+                Finished::Partial(m) => m.clone(),
+                Finished::Failed(e) => e.to_string(),
+            },
+            finished_at: crate::store::unix_now(),
+        };
+        let index = Arc::clone(self.store.index());
+        let saved = tokio::task::spawn_blocking(move || index.record_retrieval(&record)).await;
+        if !matches!(saved, Ok(Ok(()))) {
+            tracing::warn!("could not record the retrieve outcome");
         }
     }
 

@@ -29,6 +29,18 @@ pub struct InstanceRecord {
     pub number_of_frames: Option<i64>,
 }
 
+/// How a retrieve from a PACS ended (table `retrieval`).
+#[derive(Debug, Clone)]
+pub struct RetrievalRecord {
+    pub target: String,
+    pub study_uid: String,
+    pub upstream: String,
+    pub complete: bool,
+    pub arrived: i64,
+    pub message: String,
+    pub finished_at: i64,
+}
+
 /// Which instances a WADO-RS request addresses.
 #[derive(Debug, Clone)]
 pub struct Selector<'a> {
@@ -229,6 +241,48 @@ impl Index {
             )?;
             let rows = st.query_map(params![sel.study, sel.series, sel.instance], |r| r.get(0))?;
             rows.collect()
+        })
+    }
+
+    /// Record how a retrieve from a PACS ended.
+    pub fn record_retrieval(&self, r: &RetrievalRecord) -> rusqlite::Result<()> {
+        self.write(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO retrieval
+                    (target, study_uid, upstream, complete, arrived, message, finished_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    r.target,
+                    r.study_uid,
+                    r.upstream,
+                    r.complete,
+                    r.arrived,
+                    r.message,
+                    r.finished_at
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The message of the latest incomplete retrieve that covers `target` (the study, or the
+    /// series under it), if the latest retrieve for it was incomplete.
+    pub fn incomplete_retrieval(
+        &self,
+        study: &str,
+        series: Option<&str>,
+    ) -> rusqlite::Result<Option<String>> {
+        let series_key = series.map(|s| format!("{study}/{s}"));
+        self.read(|c| {
+            c.query_row(
+                "SELECT complete, message FROM retrieval
+                 WHERE target = ?1 OR target = ?2
+                 ORDER BY finished_at DESC LIMIT 1",
+                params![study, series_key],
+                |r| Ok((r.get::<_, bool>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()
+            .map(|row| row.filter(|(complete, _)| !complete).map(|(_, m)| m))
         })
     }
 

@@ -17,7 +17,7 @@ use crate::config::StoreConfig;
 use crate::types::Uid;
 pub use disk::FileMeta;
 use disk::{Disk, PendingFile};
-pub use index::{Index, InstanceRecord, Selector};
+pub use index::{Index, InstanceRecord, RetrievalRecord, Selector};
 use ingest::IndexedInstance;
 
 /// Store errors, with who is to blame.

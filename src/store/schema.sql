@@ -69,3 +69,16 @@ CREATE TABLE IF NOT EXISTS instance (
 );
 CREATE INDEX IF NOT EXISTS instance_series ON instance(series_uid);
 CREATE INDEX IF NOT EXISTS instance_study ON instance(study_uid);
+
+-- Outcome of the last retrieve from a PACS per target ("study", "study/series" or
+-- "study/series/sop"), so data that arrived only in part is retrieved again when asked for.
+CREATE TABLE IF NOT EXISTS retrieval (
+    target                    TEXT PRIMARY KEY,
+    study_uid                 TEXT NOT NULL,
+    upstream                  TEXT NOT NULL DEFAULT '',
+    complete                  INTEGER NOT NULL,           -- 1 when every sub-operation succeeded
+    arrived                   INTEGER NOT NULL DEFAULT 0,
+    message                   TEXT NOT NULL DEFAULT '',
+    finished_at               INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS retrieval_study ON retrieval(study_uid);

@@ -4,6 +4,7 @@
 //! every UID-addressed resource.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -139,7 +140,9 @@ async fn retrieve(
 ) -> Result<Response, ApiError> {
     let ranges = accept(&headers);
     let records = local_records(&state, &target).await?;
-    if records.is_empty() && state.pull.enabled() {
+    let refetch = state.pull.enabled()
+        && (records.is_empty() || last_retrieve_incomplete(&state, &target).await?);
+    if refetch {
         return pulled::progressive_retrieve(state, target.retrieve_target(), ranges).await;
     }
     let records = found(records, &target)?;
@@ -311,6 +314,18 @@ async fn metadata(
     Ok(resp)
 }
 
+async fn last_retrieve_incomplete(state: &AppState, target: &Target) -> Result<bool, ApiError> {
+    if target.instance.is_some() {
+        return Ok(false);
+    }
+    let index = Arc::clone(state.store.index());
+    let (study, series) = (target.study.clone(), target.series.clone());
+    let found =
+        tokio::task::spawn_blocking(move || index.incomplete_retrieval(&study, series.as_deref()))
+            .await??;
+    Ok(found.is_some())
+}
+
 /// Metadata is served for complete data only: what is missing from the cache, or still
 /// arriving, is retrieved first. Returns a warning when the PACS could not deliver it all.
 async fn fill_for_metadata(state: &AppState, target: &Target) -> Result<Option<String>, ApiError> {
@@ -319,7 +334,10 @@ async fn fill_for_metadata(state: &AppState, target: &Target) -> Result<Option<S
     }
     let wanted = target.retrieve_target();
     let cached = !local_records(state, target).await?.is_empty();
-    if cached && !state.pull.is_retrieving(&wanted) {
+    if cached
+        && !state.pull.is_retrieving(&wanted)
+        && !last_retrieve_incomplete(state, target).await?
+    {
         return Ok(None);
     }
     if target.instance.is_some() {
