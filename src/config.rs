@@ -37,6 +37,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub store: StoreConfig,
     pub pull: PullConfig,
+    pub transcode: TranscodeConfig,
     #[serde(rename = "upstream")]
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -169,6 +170,34 @@ impl Default for PullConfig {
             max_results: 1000,
             retries: 2,
             wait: Duration::from_secs(120),
+        }
+    }
+}
+
+/// On-the-fly conversion: quality of the lossy syntaxes (used only when a client names one).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranscodeConfig {
+    /// JPEG baseline (.50) quality, 1-100.
+    pub jpeg_quality: u8,
+    /// JPEG-LS near-lossless (.81) NEAR: largest error per sample.
+    pub near_lossless: u8,
+    /// Lossy HTJ2K (.203) strength: quantisation step of `htj2k_ratio / 2` stored units.
+    pub htj2k_ratio: f32,
+    /// JPEG quality of `/rendered` when the request gives none.
+    pub rendered_quality: u8,
+    /// Largest side of a `/thumbnail` when the request gives no viewport.
+    pub thumbnail_size: u32,
+}
+
+impl Default for TranscodeConfig {
+    fn default() -> Self {
+        Self {
+            jpeg_quality: 90,
+            near_lossless: 2,
+            htj2k_ratio: 10.0,
+            rendered_quality: 90,
+            thumbnail_size: 128,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! - [`store`]: the cache (durable files, SQLite index, in-memory hot tier).
 //! - [`web`]: the HTTP side (QIDO-RS, WADO-RS, health and metrics).
 //! - [`pull`]: federated search and pull-through retrieval from hospital PACS.
+//! - [`transcode`]: per-frame codecs (decode any stored syntax, encode on request) and rendering.
 //! - [`charset`], [`dicom_json`]: text in every Specific Character Set, and DICOM JSON.
 //! - [`config`], [`app`]: configuration and wiring.
 
@@ -16,5 +17,6 @@ pub mod dimse;
 pub mod metrics;
 pub mod pull;
 pub mod store;
+pub mod transcode;
 pub mod types;
 pub mod web;

@@ -165,7 +165,7 @@ async fn retrieve_returns_pushed_data_sets_byte_for_byte() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn default_syntax_is_explicit_le_and_compressed_needs_star() {
+async fn default_syntax_is_explicit_le_even_for_compressed_instances() {
     let Some(gw) = loaded_gateway() else { return };
     let url = |e: &Value| {
         format!(
@@ -204,9 +204,35 @@ async fn default_syntax_is_explicit_le_and_compressed_needs_star() {
     };
     assert_eq!(pixels(&served), pixels(&source));
 
+    // a compressed instance without transfer-syntax=* is decompressed to Explicit VR LE
+    // (the JPEG 2000 sample was made from ct-04, so its pixels are ct-04's)
     let j2k = entries_where("transfer_syntax", "1.2.840.10008.1.2.4.90").remove(0);
-    let (status, _, _, body) =
+    let (status, ct, _, body) =
         get(&url(&j2k), "multipart/related; type=\"application/dicom\"").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let part = multipart_parts(&ct, &body).remove(0);
+    assert!(
+        part.0.contains("transfer-syntax=1.2.840.10008.1.2.1"),
+        "{}",
+        part.0
+    );
+    let decompressed = dicom_object::from_reader(&part.1[128..]).expect("served instance parses");
+    let ct04 = manifest()
+        .into_iter()
+        .find(|e| e["path"] == "p1-ir87/ct/ct-04.dcm")
+        .unwrap();
+    let original = dicom_object::open_file(sample_path(&ct04)).unwrap();
+    assert!(
+        pixels(&decompressed) == pixels(&original),
+        "lossless decode"
+    );
+
+    // a syntax we cannot produce is 406 with the reason
+    let (status, _, _, body) = get(
+        &url(&implicit),
+        "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.100",
+    )
+    .await;
     assert_eq!(status, 406);
     assert!(String::from_utf8_lossy(&body).contains("transfer-syntax=*"));
 }

@@ -3,10 +3,12 @@
 //! mapping from errors to HTTP statuses.
 
 pub mod admin;
+pub mod convert;
 pub mod multipart;
 pub mod negotiate;
 pub mod pulled;
 pub mod qido;
+pub mod rendered;
 pub mod search;
 pub mod wado;
 
@@ -143,6 +145,27 @@ pub fn app(state: AppState) -> Router {
             "/studies/{study}/series/{series}/instances/{instance}/bulk/{*path}",
             get(wado::bulk),
         )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/rendered",
+            get(rendered::instance_rendered),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered",
+            get(rendered::frame_rendered),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/thumbnail",
+            get(rendered::instance_thumbnail),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/thumbnail",
+            get(rendered::frame_thumbnail),
+        )
+        .route(
+            "/studies/{study}/series/{series}/thumbnail",
+            get(rendered::series_thumbnail),
+        )
+        .route("/studies/{study}/thumbnail", get(rendered::study_thumbnail))
         .layer(json_compression());
     let base = state.config.http.base_path.clone();
     let router = if base.is_empty() {

@@ -112,46 +112,79 @@ pub struct Choice {
     pub transfer_syntax: String,
     /// The stored bytes must be rewritten (implicit → explicit VR LE); pixels are unchanged.
     pub rewrite: bool,
+    /// The pixel data must be decoded and encoded in `transfer_syntax`.
+    pub transcode: bool,
+}
+
+impl Choice {
+    fn new(part_type: &str, transfer_syntax: &str) -> Self {
+        Choice {
+            part_type: part_type.into(),
+            transfer_syntax: transfer_syntax.into(),
+            rewrite: false,
+            transcode: false,
+        }
+    }
+
+    fn transcoded(part_type: &str, transfer_syntax: &str) -> Self {
+        Choice {
+            transcode: true,
+            ..Choice::new(part_type, transfer_syntax)
+        }
+    }
+}
+
+/// Whether pixel data stored in one syntax can be converted to another (the codec layer's
+/// answer, passed in so negotiation stays a pure function).
+pub trait Convert {
+    fn can_convert(&self, from_ts: &str, to_ts: &str) -> bool;
+}
+
+/// No conversion at all (as stored only).
+pub struct AsStoredOnly;
+
+impl Convert for AsStoredOnly {
+    fn can_convert(&self, _: &str, _: &str) -> bool {
+        false
+    }
 }
 
 /// Choose how to send a whole instance stored in `stored_ts` (PS3.18 §8.7.3.5: without a
 /// `transfer-syntax` parameter, `application/dicom` means Explicit VR Little Endian).
-pub fn choose_instance(ranges: &[MediaRange], stored_ts: &str) -> Option<Choice> {
+pub fn choose_instance(
+    ranges: &[MediaRange],
+    stored_ts: &str,
+    conv: &dyn Convert,
+) -> Option<Choice> {
     ranges.iter().find_map(|r| {
         let wildcard = r.media_type == "*/*" || (r.is_multipart() && r.part_type().is_empty());
         if wildcard {
-            return Some(as_stored("application/dicom", stored_ts));
+            return Some(Choice::new("application/dicom", stored_ts));
         }
         let part = r.part_type();
         if part != "application/dicom" && part != "application/*" && part != "*/*" {
             return None;
         }
         match r.param("transfer-syntax") {
-            Some("*") => Some(as_stored("application/dicom", stored_ts)),
-            Some(wanted) => instance_in(wanted, stored_ts),
-            None => instance_in(ts::EXPLICIT_VR_LE, stored_ts),
+            Some("*") => Some(Choice::new("application/dicom", stored_ts)),
+            Some(wanted) => instance_in(wanted, stored_ts, conv),
+            None => instance_in(ts::EXPLICIT_VR_LE, stored_ts, conv),
         }
     })
 }
 
-fn as_stored(part_type: &str, stored_ts: &str) -> Choice {
-    Choice {
-        part_type: part_type.into(),
-        transfer_syntax: stored_ts.into(),
-        rewrite: false,
-    }
-}
-
-fn instance_in(wanted: &str, stored_ts: &str) -> Option<Choice> {
+fn instance_in(wanted: &str, stored_ts: &str, conv: &dyn Convert) -> Option<Choice> {
     if wanted == stored_ts {
-        return Some(as_stored("application/dicom", stored_ts));
+        return Some(Choice::new("application/dicom", stored_ts));
     }
-    let uncompressed_rewrite = wanted == ts::EXPLICIT_VR_LE && stored_ts == ts::IMPLICIT_VR_LE;
-    uncompressed_rewrite.then(|| Choice {
-        part_type: "application/dicom".into(),
-        transfer_syntax: wanted.into(),
-        rewrite: true,
-    })
+    if wanted == ts::EXPLICIT_VR_LE && stored_ts == ts::IMPLICIT_VR_LE {
+        return Some(Choice {
+            rewrite: true,
+            ..Choice::new("application/dicom", wanted)
+        });
+    }
+    conv.can_convert(stored_ts, wanted)
+        .then(|| Choice::transcoded("application/dicom", wanted))
 }
 
 /// The single-frame media type of a compressed transfer syntax (PS3.18 Table 8.7.3-5).
@@ -172,44 +205,85 @@ pub fn frame_media_type(ts_uid: &str) -> Option<&'static str> {
     })
 }
 
-/// Choose how to send frames stored in `stored_ts` (native frames are sent as Explicit VR
-/// Little Endian bytes, which is what they are for little-endian storage).
-pub fn choose_frames(ranges: &[MediaRange], stored_ts: &str) -> Option<Choice> {
-    // native frames (also from deflated or big-endian files) are sent as little-endian bytes
+/// The default transfer syntax of a single-frame media type (PS3.18 Table 8.7.3-5).
+pub fn default_ts_for(media_type: &str) -> Option<&'static str> {
+    Some(match media_type {
+        "image/jpeg" => "1.2.840.10008.1.2.4.70",
+        "image/jls" => "1.2.840.10008.1.2.4.80",
+        "image/jp2" => "1.2.840.10008.1.2.4.90",
+        "image/jpx" => "1.2.840.10008.1.2.4.92",
+        "image/jphc" => "1.2.840.10008.1.2.4.201",
+        "image/dicom-rle" | "image/x-dicom-rle" => "1.2.840.10008.1.2.5",
+        _ => return None,
+    })
+}
+
+/// Choose how to send frames stored in `stored_ts`: as stored when the client allows it,
+/// else converted to a syntax it names (native frames are sent as Explicit VR Little Endian
+/// bytes, which is what they are for little-endian storage).
+pub fn choose_frames(ranges: &[MediaRange], stored_ts: &str, conv: &dyn Convert) -> Option<Choice> {
     let native = ts::is_native(stored_ts);
     let sent_ts = if native {
         ts::EXPLICIT_VR_LE
     } else {
         stored_ts
     };
-    let octet = Choice {
-        part_type: "application/octet-stream".into(),
-        transfer_syntax: sent_ts.into(),
-        rewrite: false,
-    };
+    let as_stored = Choice::new("application/octet-stream", sent_ts);
     ranges.iter().find_map(|r| {
         let part = r.part_type();
         let wanted = r.param("transfer-syntax");
         if r.media_type == "*/*" || part.is_empty() || part == "*/*" {
-            return Some(octet.clone());
+            return Some(as_stored.clone());
         }
         if part == "application/octet-stream" {
-            return match wanted {
-                Some("*") => Some(octet.clone()),
-                Some(w) if w == sent_ts => Some(octet.clone()),
-                None if native => Some(octet.clone()),
-                _ => None,
+            let target = match wanted {
+                Some("*") => return Some(as_stored.clone()),
+                Some(w) => w,
+                None => ts::EXPLICIT_VR_LE,
             };
+            if target == sent_ts {
+                return Some(as_stored.clone());
+            }
+            let from = if native {
+                ts::EXPLICIT_VR_LE
+            } else {
+                stored_ts
+            };
+            return conv
+                .can_convert(from, target)
+                .then(|| Choice::transcoded("application/octet-stream", target));
         }
-        let own = frame_media_type(stored_ts)?;
-        let type_ok = part == own || part == "image/*";
-        let ts_ok = matches!(wanted, None | Some("*")) || wanted == Some(stored_ts);
-        (type_ok && ts_ok).then(|| Choice {
-            part_type: own.into(),
-            transfer_syntax: stored_ts.into(),
-            rewrite: false,
-        })
+        frame_in_media_type(part, wanted, stored_ts, conv)
     })
+}
+
+/// Frames requested as a single-frame media type (`image/jls`, `image/jphc`, ...).
+fn frame_in_media_type(
+    part: &str,
+    wanted: Option<&str>,
+    stored_ts: &str,
+    conv: &dyn Convert,
+) -> Option<Choice> {
+    let own = frame_media_type(stored_ts);
+    let matches_stored = own.is_some_and(|o| o == part || part == "image/*")
+        && (matches!(wanted, None | Some("*")) || wanted == Some(stored_ts));
+    if matches_stored {
+        return own.map(|o| Choice::new(o, stored_ts));
+    }
+    let target = match wanted {
+        Some(w) if w != "*" => w,
+        _ => default_ts_for(part)?,
+    };
+    if frame_media_type(target) != Some(part) && default_ts_for(part).is_none() {
+        return None;
+    }
+    let from = if ts::is_native(stored_ts) {
+        ts::EXPLICIT_VR_LE
+    } else {
+        stored_ts
+    };
+    conv.can_convert(from, target)
+        .then(|| Choice::transcoded(frame_media_type(target).unwrap_or(part), target))
 }
 
 #[cfg(test)]
@@ -238,33 +312,60 @@ mod tests {
     #[test]
     fn instance_defaults_to_explicit_le() {
         let r = parse_accept(Some("multipart/related; type=\"application/dicom\""));
-        let c = choose_instance(&r, ts::IMPLICIT_VR_LE).unwrap();
+        let c = choose_instance(&r, ts::IMPLICIT_VR_LE, &AsStoredOnly).unwrap();
         assert!(c.rewrite);
         assert_eq!(c.transfer_syntax, ts::EXPLICIT_VR_LE);
-        assert!(choose_instance(&r, "1.2.840.10008.1.2.4.90").is_none());
+        assert!(choose_instance(&r, "1.2.840.10008.1.2.4.90", &AsStoredOnly).is_none());
         let star = parse_accept(Some(
             "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
         ));
         assert_eq!(
-            choose_instance(&star, "1.2.840.10008.1.2.4.90")
+            choose_instance(&star, "1.2.840.10008.1.2.4.90", &AsStoredOnly)
                 .unwrap()
                 .transfer_syntax,
             "1.2.840.10008.1.2.4.90"
         );
     }
 
+    struct Everything;
+    impl Convert for Everything {
+        fn can_convert(&self, _: &str, _: &str) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn conversions_are_chosen_only_when_needed() {
+        let jls = parse_accept(Some("multipart/related; type=\"image/jls\""));
+        let c = choose_frames(&jls, ts::EXPLICIT_VR_LE, &Everything).unwrap();
+        assert!(c.transcode);
+        assert_eq!(
+            (c.part_type.as_str(), c.transfer_syntax.as_str()),
+            ("image/jls", "1.2.840.10008.1.2.4.80")
+        );
+        let plain = parse_accept(Some("multipart/related; type=application/octet-stream"));
+        let c = choose_frames(&plain, "1.2.840.10008.1.2.4.90", &Everything).unwrap();
+        assert_eq!(c.transfer_syntax, ts::EXPLICIT_VR_LE);
+        assert!(c.transcode);
+        let default = parse_accept(Some("multipart/related; type=\"application/dicom\""));
+        let c = choose_instance(&default, "1.2.840.10008.1.2.4.80", &Everything).unwrap();
+        assert!(c.transcode && c.transfer_syntax == ts::EXPLICIT_VR_LE);
+        let htj2k = parse_accept(Some("multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.202"));
+        assert!(choose_instance(&htj2k, ts::EXPLICIT_VR_LE, &AsStoredOnly).is_none());
+    }
+
     #[test]
     fn frames_negotiation() {
         let r = parse_accept(Some(OHIF));
-        let c = choose_frames(&r, ts::IMPLICIT_VR_LE).unwrap();
+        let c = choose_frames(&r, ts::IMPLICIT_VR_LE, &AsStoredOnly).unwrap();
         assert_eq!(c.transfer_syntax, ts::EXPLICIT_VR_LE);
-        let c = choose_frames(&r, "1.2.840.10008.1.2.4.80").unwrap();
+        let c = choose_frames(&r, "1.2.840.10008.1.2.4.80", &AsStoredOnly).unwrap();
         assert_eq!(c.transfer_syntax, "1.2.840.10008.1.2.4.80");
         let plain = parse_accept(Some("multipart/related; type=application/octet-stream"));
-        assert!(choose_frames(&plain, "1.2.840.10008.1.2.4.80").is_none());
+        assert!(choose_frames(&plain, "1.2.840.10008.1.2.4.80", &AsStoredOnly).is_none());
         let jls = parse_accept(Some("multipart/related; type=image/jls"));
         assert_eq!(
-            choose_frames(&jls, "1.2.840.10008.1.2.4.80")
+            choose_frames(&jls, "1.2.840.10008.1.2.4.80", &AsStoredOnly)
                 .unwrap()
                 .part_type,
             "image/jls"

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::watch;
 
 use super::multipart::{self, PartError, PartWriter};
-use super::negotiate::{self, MediaRange};
+use super::negotiate::MediaRange;
 use super::{ApiError, AppState};
 use crate::dimse::retrieve_scu::RetrieveTarget;
 use crate::pull::retrieve::{wait_for_instance, wait_until_done, Finished};
@@ -175,10 +175,10 @@ async fn send_one(
     let Some(record) = record else {
         return Ok(());
     };
-    let Some(choice) = negotiate::choose_instance(ranges, &record.transfer_syntax_uid) else {
+    let Some(planned) = super::wado::plan_instance(state, ranges, &record).await else {
         return Ok(());
     };
-    super::wado::send_instance(state, w, &record, &choice).await
+    super::wado::send_instance(state, w, &planned).await
 }
 
 async fn instance_record(

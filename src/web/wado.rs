@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::multipart::{self, PartError, PartWriter};
 use super::negotiate::{self, Choice, MediaRange};
 use super::search::checked_uid;
-use super::{base_url, pulled, ApiError, AppState};
+use super::{base_url, convert, pulled, ApiError, AppState};
 use crate::dimse::retrieve_scu::RetrieveTarget;
 use crate::metrics::Metrics;
 use crate::store::layout::{self, PixelGeometry, Range};
@@ -23,14 +23,18 @@ use crate::store::{InstanceRecord, Selector};
 use crate::types::ts;
 
 /// UIDs of a WADO-RS path, validated.
-struct Target {
+pub(super) struct Target {
     study: String,
     series: Option<String>,
     instance: Option<String>,
 }
 
 impl Target {
-    fn new(study: &str, series: Option<&str>, instance: Option<&str>) -> Result<Self, ApiError> {
+    pub(super) fn new(
+        study: &str,
+        series: Option<&str>,
+        instance: Option<&str>,
+    ) -> Result<Self, ApiError> {
         Ok(Target {
             study: checked_uid("study", study)?,
             series: series.map(|s| checked_uid("series", s)).transpose()?,
@@ -46,7 +50,7 @@ impl Target {
         }
     }
 
-    fn retrieve_target(&self) -> RetrieveTarget {
+    pub(super) fn retrieve_target(&self) -> RetrieveTarget {
         RetrieveTarget {
             study: self.study.clone(),
             series: self.series.clone(),
@@ -65,7 +69,10 @@ impl Target {
 
 /// Records of the target in the cache; an instance not in the cache is pulled from the PACS
 /// that holds it first (or waited for, when a running retrieve brings it).
-async fn lookup(state: &AppState, target: &Target) -> Result<Vec<InstanceRecord>, ApiError> {
+pub(super) async fn lookup(
+    state: &AppState,
+    target: &Target,
+) -> Result<Vec<InstanceRecord>, ApiError> {
     let records = local_records(state, target).await?;
     if !records.is_empty() || !state.pull.enabled() || target.instance.is_none() {
         return found(records, target);
@@ -84,7 +91,10 @@ fn found(records: Vec<InstanceRecord>, target: &Target) -> Result<Vec<InstanceRe
     Ok(records)
 }
 
-async fn local_records(state: &AppState, target: &Target) -> Result<Vec<InstanceRecord>, ApiError> {
+pub(super) async fn local_records(
+    state: &AppState,
+    target: &Target,
+) -> Result<Vec<InstanceRecord>, ApiError> {
     let index = state.store.index().clone();
     let (study, series, instance) = (
         target.study.clone(),
@@ -149,18 +159,20 @@ async fn retrieve(
     let mut plan = Vec::with_capacity(records.len());
     let mut refused: Vec<&str> = Vec::new();
     for r in &records {
-        match negotiate::choose_instance(&ranges, &r.transfer_syntax_uid) {
-            Some(choice) => plan.push((r.clone(), choice)),
+        match plan_instance(&state, &ranges, r).await {
+            Some(p) => plan.push(p),
             None => refused.push(&r.transfer_syntax_uid),
         }
     }
     if plan.is_empty() {
         return Err(not_acceptable(&headers, &refused));
     }
-    let etag = etag_of(
-        plan.iter()
-            .map(|(r, c)| format!("{}:{}:{}", r.sop_instance_uid, r.sha256, c.transfer_syntax)),
-    );
+    let etag = etag_of(plan.iter().map(|p| {
+        format!(
+            "{}:{}:{}",
+            p.record.sop_instance_uid, p.record.sha256, p.choice.transfer_syntax
+        )
+    }));
     if let Some(resp) = not_modified(&headers, &etag) {
         return Ok(resp);
     }
@@ -182,13 +194,43 @@ async fn retrieve(
     Ok(resp)
 }
 
-async fn send_instances(state: AppState, mut w: PartWriter, plan: Vec<(InstanceRecord, Choice)>) {
-    for (record, choice) in plan {
-        match send_instance(&state, &mut w, &record, &choice).await {
+/// How one instance will be sent: as stored or rewritten when that is acceptable, else
+/// converted by our codecs when they can produce an acceptable syntax.
+pub(super) struct Planned {
+    pub record: InstanceRecord,
+    pub choice: Choice,
+    pub info: Option<convert::PixelInfo>,
+}
+
+pub(super) async fn plan_instance(
+    state: &AppState,
+    ranges: &[MediaRange],
+    record: &InstanceRecord,
+) -> Option<Planned> {
+    let ts = &record.transfer_syntax_uid;
+    if let Some(choice) = negotiate::choose_instance(ranges, ts, &negotiate::AsStoredOnly) {
+        return Some(Planned {
+            record: record.clone(),
+            choice,
+            info: None,
+        });
+    }
+    let info = convert::pixel_info(state, record).await.ok()?;
+    let choice = negotiate::choose_instance(ranges, ts, &convert::Codecs(&info.desc))?;
+    Some(Planned {
+        record: record.clone(),
+        choice,
+        info: Some(info),
+    })
+}
+
+async fn send_instances(state: AppState, mut w: PartWriter, plan: Vec<Planned>) {
+    for p in plan {
+        match send_instance(&state, &mut w, &p).await {
             Ok(()) => {}
             Err(PartError::Closed) => return,
             Err(PartError::Io(e)) => {
-                tracing::error!(sop = %record.sop_instance_uid, error = %e, "instance could not be sent");
+                tracing::error!(sop = %p.record.sop_instance_uid, error = %e, "instance could not be sent");
                 w.fail(e).await;
                 return;
             }
@@ -197,23 +239,39 @@ async fn send_instances(state: AppState, mut w: PartWriter, plan: Vec<(InstanceR
     let _ = w.finish().await;
 }
 
-/// One instance as a part, streamed from its file or rewritten to Explicit VR LE.
+fn io_error(e: impl std::fmt::Display) -> PartError {
+    PartError::Io(std::io::Error::other(e.to_string()))
+}
+
+/// One instance as a part: streamed from its file, rewritten to Explicit VR LE, or with its
+/// pixel data converted.
 pub(super) async fn send_instance(
     state: &AppState,
     w: &mut PartWriter,
-    record: &InstanceRecord,
-    choice: &Choice,
+    planned: &Planned,
 ) -> Result<(), PartError> {
+    let (record, choice) = (&planned.record, &planned.choice);
     let path = state.store.absolute(&record.file_path);
     let ct = format!(
         "application/dicom; transfer-syntax={}",
         choice.transfer_syntax
     );
-    let n = if choice.rewrite {
+    let n = if let (true, Some(info)) = (choice.transcode, &planned.info) {
+        let frames = raw_frames(state, record).await.map_err(io_error)?;
+        let bytes =
+            convert::converted_instance(state, record, info, frames, &choice.transfer_syntax)
+                .await
+                .map_err(io_error)?;
+        let n = bytes.len() as u64;
+        w.bytes_part(&ct, bytes)
+            .await
+            .map_err(|_| PartError::Closed)?;
+        n
+    } else if choice.rewrite {
         let bytes = tokio::task::spawn_blocking(move || rewrite_explicit_le(&path))
             .await
-            .map_err(|e| PartError::Io(std::io::Error::other(e.to_string())))?
-            .map_err(|e| PartError::Io(std::io::Error::other(e)))?;
+            .map_err(io_error)?
+            .map_err(io_error)?;
         let n = bytes.len() as u64;
         w.bytes_part(&ct, bytes)
             .await
@@ -225,6 +283,22 @@ pub(super) async fn send_instance(
     Metrics::inc(&state.metrics.wado_instances_total);
     Metrics::add(&state.metrics.wado_bytes_total, n);
     Ok(())
+}
+
+/// Every frame of an instance as stored bytes (ranges of its file, or parsed).
+async fn raw_frames(
+    state: &AppState,
+    record: &InstanceRecord,
+) -> Result<Vec<convert::RawFrame>, ApiError> {
+    let path = state.store.absolute(&record.file_path);
+    Ok(match frame_source(state, record).await? {
+        FrameSource::Ranges(index) => index
+            .frames
+            .iter()
+            .map(|r| convert::RawFrame::Ranges(path.clone(), r.clone()))
+            .collect(),
+        FrameSource::Decoded(frames) => frames.into_iter().map(convert::RawFrame::Bytes).collect(),
+    })
 }
 
 /// Rewrite an Implicit VR Little Endian file as Explicit VR Little Endian (same values).
@@ -376,8 +450,23 @@ pub async fn frames(
     let wanted = parse_frame_list(&list)?;
     let record = lookup(&state, &target).await?.remove(0);
     let ranges = accept(&headers);
-    let choice = negotiate::choose_frames(&ranges, &record.transfer_syntax_uid)
-        .ok_or_else(|| not_acceptable(&headers, &[&record.transfer_syntax_uid]))?;
+    let (choice, info) = match negotiate::choose_frames(
+        &ranges,
+        &record.transfer_syntax_uid,
+        &negotiate::AsStoredOnly,
+    ) {
+        Some(c) => (c, None),
+        None => {
+            let info = convert::pixel_info(&state, &record).await?;
+            let c = negotiate::choose_frames(
+                &ranges,
+                &record.transfer_syntax_uid,
+                &convert::Codecs(&info.desc),
+            )
+            .ok_or_else(|| not_acceptable(&headers, &[&record.transfer_syntax_uid]))?;
+            (c, Some(info))
+        }
+    };
     let path = state.store.absolute(&record.file_path);
     let source = frame_source(&state, &record).await?;
     let count = source.len();
@@ -401,6 +490,19 @@ pub async fn frames(
     let content_type =
         multipart::content_type(&choice.part_type, Some(&choice.transfer_syntax), &boundary);
     let (mut w, body) = multipart::channel(boundary);
+    if let (true, Some(info)) = (choice.transcode, info) {
+        let raws: Vec<(u32, convert::RawFrame)> = wanted
+            .iter()
+            .map(|f| (*f, raw_frame(&source, &path, *f)))
+            .collect();
+        tokio::spawn(send_converted_frames(
+            state, w, record, info, choice, part_ct, raws,
+        ));
+        let mut resp = (StatusCode::OK, body).into_response();
+        set_header(&mut resp, header::CONTENT_TYPE, &content_type);
+        set_header(&mut resp, header::ETAG, &etag);
+        return Ok(resp);
+    }
     match source {
         FrameSource::Ranges(index) => {
             let parts: Vec<Vec<Range>> = wanted
@@ -429,15 +531,57 @@ pub async fn frames(
     Ok(resp)
 }
 
+pub(super) fn raw_frame(
+    source: &FrameSource,
+    path: &std::path::Path,
+    frame: u32,
+) -> convert::RawFrame {
+    let i = frame as usize - 1;
+    match source {
+        FrameSource::Ranges(index) => {
+            convert::RawFrame::Ranges(path.to_path_buf(), index.frames[i].clone())
+        }
+        FrameSource::Decoded(frames) => convert::RawFrame::Bytes(frames[i].clone()),
+    }
+}
+
+async fn send_converted_frames(
+    state: AppState,
+    mut w: PartWriter,
+    record: InstanceRecord,
+    info: convert::PixelInfo,
+    choice: Choice,
+    part_ct: String,
+    raws: Vec<(u32, convert::RawFrame)>,
+) {
+    for (frame_no, raw) in raws {
+        match convert::converted_frame(&state, &record, &info, frame_no, raw, &choice).await {
+            Ok(bytes) => {
+                Metrics::inc(&state.metrics.wado_frames_total);
+                Metrics::add(&state.metrics.wado_bytes_total, bytes.len() as u64);
+                if w.bytes_part(&part_ct, bytes).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(sop = %record.sop_instance_uid, frame_no, error = %e, "frame conversion failed");
+                w.fail(std::io::Error::other(e.to_string())).await;
+                return;
+            }
+        }
+    }
+    let _ = w.finish().await;
+}
+
 /// Where frame bytes come from: byte ranges of the stored file, or (for deflated and
 /// big-endian files, whose pixel bytes cannot be cut out as stored) the parsed pixel data.
-enum FrameSource {
+pub(super) enum FrameSource {
     Ranges(std::sync::Arc<layout::FrameIndex>),
     Decoded(Vec<Bytes>),
 }
 
 impl FrameSource {
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         match self {
             FrameSource::Ranges(i) => i.frames.len(),
             FrameSource::Decoded(f) => f.len(),
@@ -445,7 +589,10 @@ impl FrameSource {
     }
 }
 
-async fn frame_source(state: &AppState, record: &InstanceRecord) -> Result<FrameSource, ApiError> {
+pub(super) async fn frame_source(
+    state: &AppState,
+    record: &InstanceRecord,
+) -> Result<FrameSource, ApiError> {
     match frame_index(state, record).await {
         Ok(index) => Ok(FrameSource::Ranges(index)),
         Err(ApiError::NotAcceptable(_)) if ts::is_native(&record.transfer_syntax_uid) => {
@@ -691,7 +838,7 @@ fn read_bulk_value(path: &std::path::Path, steps: &[BulkStep]) -> Result<Bytes, 
 
 // ---------------------------------------------------------------- helpers
 
-fn accept(headers: &HeaderMap) -> Vec<MediaRange> {
+pub(super) fn accept(headers: &HeaderMap) -> Vec<MediaRange> {
     negotiate::parse_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
 }
 
@@ -704,13 +851,16 @@ fn not_acceptable(headers: &HeaderMap, stored: &[&str]) -> ApiError {
     stored.sort_unstable();
     stored.dedup();
     ApiError::NotAcceptable(format!(
-        "cannot produce {asked:?}: the data is stored as transfer syntax {} and converting pixel data is not available; ask with transfer-syntax=* to receive it as stored",
+        "cannot produce {asked:?}: the data is stored as transfer syntax {}; conversions available: \
+         to Explicit VR LE, RLE (.5), JPEG Lossless (.70), JPEG-LS (.80, .81), HTJ2K (.201, .202, .203) \
+         and JPEG baseline (.50, 8-bit only) from any stored syntax we decode; ask with \
+         transfer-syntax=* to receive it as stored",
         stored.join(", ")
     ))
 }
 
 /// A strong ETag over the given identity strings.
-fn etag_of<I, S>(items: I) -> String
+pub(super) fn etag_of<I, S>(items: I) -> String
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
@@ -723,7 +873,7 @@ where
     format!("\"{}\"", &hex::encode(h.finalize())[..32])
 }
 
-fn not_modified(headers: &HeaderMap, etag: &str) -> Option<Response> {
+pub(super) fn not_modified(headers: &HeaderMap, etag: &str) -> Option<Response> {
     let inm = headers.get(header::IF_NONE_MATCH)?.to_str().ok()?;
     let hit = inm.split(',').any(|t| {
         let t = t.trim();
@@ -736,7 +886,7 @@ fn not_modified(headers: &HeaderMap, etag: &str) -> Option<Response> {
     })
 }
 
-fn set_header(resp: &mut Response, name: header::HeaderName, value: &str) {
+pub(super) fn set_header(resp: &mut Response, name: header::HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         resp.headers_mut().insert(name, v);
     }
