@@ -23,6 +23,12 @@ apt_install() {
 
 status=0
 
+# Build dependency: CharLS (JPEG-LS) is compiled from source with cmake.
+if ! command -v cmake >/dev/null 2>&1; then
+    say "installing cmake (builds the JPEG-LS codec)"
+    apt_install cmake || status=1
+fi
+
 # Never let a package start a system service here (Debian's orthanc would start one on 8042/4242).
 forbid_services() {
     if have_root_apt && [ ! -e /usr/sbin/policy-rc.d ]; then
