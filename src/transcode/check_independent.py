@@ -6,7 +6,9 @@ Usage:
     python3 src/transcode/check_independent.py /tmp/tdump
 
 Decoders (none shares code with ours):
-    .j2c  HTJ2K RPCL (.202)   OpenJPEG 2.5 C library, `opj_decompress` (libopenjp2-tools)
+    .j2c  HTJ2K RPCL (.202)   OpenJPEG 2.5 C library, `opj_decompress` (libopenjp2-tools),
+                              and again through pylibjpeg-openjpeg
+    .htj2k HTJ2K (.201)       the same two
     .jls  JPEG-LS (.80)       DCMTK `dcmdjpls` (dcmtk), on a file wrapped by pydicom
     .ljpg JPEG Lossless SV1   libjpeg (pylibjpeg-libjpeg)
     .rle  RLE Lossless        pydicom's RLE decoder, on a file wrapped by pydicom
@@ -73,6 +75,20 @@ def decode_j2c(base, d, tmp):
     return planes.reshape(d["spp"], d["rows"], d["cols"]).transpose(1, 2, 0)
 
 
+def decode_pylibjpeg_j2c(base, d, tmp, ext="j2c"):
+    import openjpeg
+    a = openjpeg.decode(open(base + "." + ext, "rb").read())
+    return np.asarray(a).astype(np.int64).reshape(d["rows"], d["cols"], d["spp"])
+
+
+def decode_htj2k(base, d, tmp):
+    out = os.path.join(tmp, "out.rawl")
+    subprocess.run(["opj_decompress", "-i", base + ".htj2k", "-o", out], check=True, capture_output=True)
+    dtype = ("<i" if d["signed"] else "<u") + ("1" if d["stored"] <= 8 else "2")
+    planes = np.frombuffer(open(out, "rb").read(), dtype=dtype).astype(np.int64)
+    return planes.reshape(d["spp"], d["rows"], d["cols"]).transpose(1, 2, 0)
+
+
 def decode_jls(base, d, tmp):
     src, dst = os.path.join(tmp, "in.dcm"), os.path.join(tmp, "out.dcm")
     wrap(d, "1.2.840.10008.1.2.4.80", open(base + ".jls", "rb").read(), src)
@@ -98,7 +114,10 @@ def main(folder):
         base = os.path.join(folder, name)
         d = load_desc(base + ".desc")
         want = expected(base, d)
-        for ext, fn in [("j2c", decode_j2c), ("jls", decode_jls), ("ljpg", decode_ljpg), ("rle", decode_rle)]:
+        for ext, fn in [("j2c", decode_j2c), ("j2c", decode_pylibjpeg_j2c),
+                        ("htj2k", decode_htj2k),
+                        ("htj2k", lambda b, d, t: decode_pylibjpeg_j2c(b, d, t, "htj2k")),
+                        ("jls", decode_jls), ("ljpg", decode_ljpg), ("rle", decode_rle)]:
             with tempfile.TemporaryDirectory() as tmp:
                 try:
                     got = normalise(fn(base, d, tmp), d)
@@ -106,7 +125,8 @@ def main(folder):
                     why = "" if ok else f"{int(np.count_nonzero(got != normalise(want, d)))} samples differ"
                 except Exception as e:  # a decoder refusing our stream is a failure
                     ok, why = False, f"{type(e).__name__}: {e}"
-            print(f"{'ok  ' if ok else 'FAIL'} {name}.{ext} {why}")
+            who = "pylibjpeg" if "lambda" in fn.__name__ or "pylibjpeg" in fn.__name__ else ""
+            print(f"{'ok  ' if ok else 'FAIL'} {name}.{ext} {who} {why}")
             passed += ok
             failed += not ok
     print(f"{passed} passed, {failed} failed")

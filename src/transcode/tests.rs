@@ -101,11 +101,47 @@ fn test_frames() -> Vec<(&'static str, NativeFrame)> {
             frame(&desc(31, 64, 1, 16, 12, false, "MONOCHROME2"), 40, 6),
         ),
         ("rgb8", frame(&desc(48, 35, 3, 8, 8, false, "RGB"), 20, 7)),
+        ("ct16-ctlike", ct_like_frame(128, 128)),
+        (
+            "ct16-fullrange",
+            frame(&desc(128, 96, 1, 16, 16, true, "MONOCHROME2"), 4000, 11),
+        ),
         (
             "ybr8",
             frame(&desc(20, 20, 3, 8, 8, false, "YBR_FULL"), 20, 8),
         ),
     ]
+}
+
+/// A signed 16-bit CT-like slice: air at -2000 around a noisy body disc
+/// with a bone ring at 1734, and both range limits planted. Its 64x64
+/// codeblocks code to 4 KiB or more, which made openjph-core 0.1 write packet
+/// headers no decoder could read (see `htj2k::repair`).
+fn ct_like_frame(cols: u16, rows: u16) -> NativeFrame {
+    let d = desc(cols, rows, 1, 16, 16, true, "MONOCHROME2");
+    let mut rng = Lcg(12);
+    let (cx, cy) = (f64::from(cols) / 2.0, f64::from(rows) / 2.0);
+    let r0 = cx.min(cy) * 0.9;
+    let mut samples = Vec::with_capacity(d.sample_count());
+    for y in 0..rows {
+        for x in 0..cols {
+            let r = (f64::from(x) - cx).hypot(f64::from(y) - cy);
+            let v = if r > r0 {
+                -2000
+            } else if r > r0 - 4.0 {
+                1734
+            } else {
+                40 + (rng.next() % 600) as i32 - 300
+            };
+            samples.push(v);
+        }
+    }
+    samples[0] = -32768;
+    samples[1] = 32767;
+    NativeFrame {
+        data: native::to_bytes(&samples, &d),
+        desc: d,
+    }
 }
 
 const LOSSLESS: &[&str] = &[
@@ -144,6 +180,35 @@ fn htj2k_decodes_identically_with_openjpeg() {
             let dec = j2k::decode(&enc.bytes, &enc.desc).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(dec.data == f.data, "{name} {target}: OpenJPEG disagrees");
         }
+    }
+}
+
+#[test]
+fn htj2k_signed16_ct_decodes_everywhere() {
+    // Regression: 16-bit CT came out of openjph-core with packet headers one
+    // byte too long; openjph-core and OpenJPEG 2.5 both failed on it.
+    let frames = [
+        ct_like_frame(128, 128),
+        ct_like_frame(200, 130),
+        frame(&desc(128, 128, 1, 16, 16, true, "MONOCHROME2"), 60000, 13),
+        frame(&desc(64, 128, 1, 16, 16, false, "MONOCHROME2"), 60000, 14),
+    ];
+    for f in &frames {
+        for &target in &[ts::HTJ2K_LOSSLESS, ts::HTJ2K_RPCL] {
+            assert!(can_encode(target, &f.desc));
+            let enc = encode_frame(target, f, Quality::default()).expect("encode");
+            let ours = decode_frame(target, &enc.bytes, &enc.desc).expect("decode");
+            assert!(ours.data == f.data, "{target}: not bit-exact");
+            let opj = j2k::decode(&enc.bytes, &enc.desc).expect("OpenJPEG");
+            assert!(opj.data == f.data, "{target}: OpenJPEG disagrees");
+        }
+        let q = Quality::default();
+        let enc = encode_frame(ts::HTJ2K, f, q).expect("encode lossy");
+        let ours = decode_frame(ts::HTJ2K, &enc.bytes, &enc.desc).expect("decode lossy");
+        let opj = j2k::decode(&enc.bytes, &enc.desc).expect("OpenJPEG lossy");
+        let bound = (q.j2k_ratio * 4.0) as i32;
+        assert!(max_abs_error(&ours, f) <= bound, "lossy error {}", max_abs_error(&ours, f));
+        assert!(max_abs_error(&opj, f) <= bound, "OpenJPEG lossy error {}", max_abs_error(&opj, f));
     }
 }
 
@@ -568,6 +633,7 @@ fn dump_for_independent_decoders() {
         std::fs::write(dir.join(format!("{name}.desc")), meta).expect("write");
         for (ext, target) in [
             ("j2c", ts::HTJ2K_RPCL),
+            ("htj2k", ts::HTJ2K_LOSSLESS),
             ("jls", ts::JPEG_LS_LOSSLESS),
             ("ljpg", ts::JPEG_LOSSLESS_SV1),
             ("rle", ts::RLE_LOSSLESS),
