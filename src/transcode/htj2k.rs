@@ -248,7 +248,10 @@ impl<'a> HeaderBits<'a> {
     fn raw_bit(&mut self) -> Result<u32, String> {
         if self.left == 0 {
             let prev_ff = self.pos > 0 && self.data[self.pos - 1] == 0xFF;
-            self.cur = *self.data.get(self.pos).ok_or("packet header runs past the tile")?;
+            self.cur = *self
+                .data
+                .get(self.pos)
+                .ok_or("packet header runs past the tile")?;
             self.pos += 1;
             self.left = if prev_ff { 7 } else { 8 };
         }
@@ -492,7 +495,9 @@ fn repair(cs: &[u8], desc: &PixelDesc, by_resolution: bool) -> Result<Vec<u8>, S
             break;
         }
         let len = be16(pos + 2)?;
-        let seg = cs.get(pos..pos + 2 + len).ok_or("truncated marker segment")?;
+        let seg = cs
+            .get(pos..pos + 2 + len)
+            .ok_or("truncated marker segment")?;
         if marker == 0xFF52 {
             cod = Some(seg.to_vec());
         }
@@ -506,7 +511,11 @@ fn repair(cs: &[u8], desc: &PixelDesc, by_resolution: bool) -> Result<Vec<u8>, S
     if cod.len() < 14 || cod[4] & 0x07 != 0 || be16_of(&cod[6..8]) != 1 {
         return Err("COD uses precincts, SOP/EPH or layers".into());
     }
-    let (levels, xcb, ycb) = (u32::from(cod[9]), u32::from(cod[10]) + 2, u32::from(cod[11]) + 2);
+    let (levels, xcb, ycb) = (
+        u32::from(cod[9]),
+        u32::from(cod[10]) + 2,
+        u32::from(cod[11]) + 2,
+    );
     // The single tile-part openjph-core writes.
     let psot = cs.get(pos + 6..pos + 10).ok_or("truncated SOT")?;
     let psot = u32::from_be_bytes([psot[0], psot[1], psot[2], psot[3]]) as usize;
@@ -531,7 +540,10 @@ fn repair(cs: &[u8], desc: &PixelDesc, by_resolution: bool) -> Result<Vec<u8>, S
         per_res.push(res);
     }
     if at != tile.len() {
-        return Err(format!("{} bytes left after the last packet", tile.len() - at));
+        return Err(format!(
+            "{} bytes left after the last packet",
+            tile.len() - at
+        ));
     }
     let parts: Vec<Vec<u8>> = if by_resolution {
         per_res

@@ -207,8 +207,16 @@ fn htj2k_signed16_ct_decodes_everywhere() {
         let ours = decode_frame(ts::HTJ2K, &enc.bytes, &enc.desc).expect("decode lossy");
         let opj = j2k::decode(&enc.bytes, &enc.desc).expect("OpenJPEG lossy");
         let bound = (q.j2k_ratio * 4.0) as i32;
-        assert!(max_abs_error(&ours, f) <= bound, "lossy error {}", max_abs_error(&ours, f));
-        assert!(max_abs_error(&opj, f) <= bound, "OpenJPEG lossy error {}", max_abs_error(&opj, f));
+        assert!(
+            max_abs_error(&ours, f) <= bound,
+            "lossy error {}",
+            max_abs_error(&ours, f)
+        );
+        assert!(
+            max_abs_error(&opj, f) <= bound,
+            "OpenJPEG lossy error {}",
+            max_abs_error(&opj, f)
+        );
     }
 }
 
