@@ -180,14 +180,18 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// gzip for JSON only: pixel data is either already compressed or large and cheap to send
+/// gzip, Brotli or zstd (as the client accepts) for JSON only: pixel data is either already compressed or large and cheap to send
 /// on a LAN (per-link policy belongs to the delivery layer).
 fn json_compression() -> CompressionLayer<impl Predicate> {
     let predicate = SizeAbove::new(1024)
         .and(NotForContentType::new("multipart/related"))
         .and(NotForContentType::new("application/octet-stream"))
         .and(NotForContentType::IMAGES);
-    CompressionLayer::new().gzip(true).compress_when(predicate)
+    CompressionLayer::new()
+        .gzip(true)
+        .br(true)
+        .zstd(true)
+        .compress_when(predicate)
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

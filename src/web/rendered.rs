@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use super::convert::{self, PixelInfo};
 use super::search::parse_query_string;
 use super::wado::{
-    accept, etag_of, frame_source, local_records, lookup, not_modified, raw_frame, set_header,
-    Target,
+    accept, etag_of, frame_source, local_records, lookup, not_modified, raw_frame,
+    set_cache_headers, set_header, Target,
 };
 use super::{pulled, ApiError, AppState};
 use crate::store::InstanceRecord;
@@ -186,7 +186,7 @@ async fn respond(
         convert::rendered_frame(state, record, &info, frame, raw, opts, &key).await?;
     let mut resp = (StatusCode::OK, bytes).into_response();
     set_header(&mut resp, header::CONTENT_TYPE, content_type);
-    set_header(&mut resp, header::ETAG, &etag);
+    set_cache_headers(&mut resp, &etag, true);
     Ok(resp)
 }
 

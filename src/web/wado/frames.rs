@@ -61,7 +61,7 @@ pub async fn frames(
         ));
         let mut resp = (StatusCode::OK, body).into_response();
         set_header(&mut resp, header::CONTENT_TYPE, &content_type);
-        set_header(&mut resp, header::ETAG, &etag);
+        set_cache_headers(&mut resp, &etag, true);
         return Ok(resp);
     }
     match source {
@@ -88,7 +88,7 @@ pub async fn frames(
     }
     let mut resp = (StatusCode::OK, body).into_response();
     set_header(&mut resp, header::CONTENT_TYPE, &content_type);
-    set_header(&mut resp, header::ETAG, &etag);
+    set_cache_headers(&mut resp, &etag, true);
     Ok(resp)
 }
 

@@ -72,7 +72,7 @@ async fn metadata(
             *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
             set_header(&mut resp, header::WARNING, &pulled::warning_value(&w));
         }
-        None => set_header(&mut resp, header::ETAG, &etag),
+        None => set_cache_headers(&mut resp, &etag, false),
     }
     Ok(resp)
 }

@@ -177,6 +177,19 @@ pub(super) fn not_modified(headers: &HeaderMap, etag: &str) -> Option<Response> 
     })
 }
 
+/// Validators and caching rules: patient data is never stored by shared caches (`private`);
+/// what a UID fixes (an instance, its frames, bulk data, renderings) never changes, so it is
+/// `immutable`; studies and series can grow, so clients revalidate them with the ETag.
+pub(in crate::web) fn set_cache_headers(resp: &mut Response, etag: &str, fixed_by_uid: bool) {
+    set_header(resp, header::ETAG, etag);
+    let rule = if fixed_by_uid {
+        "private, max-age=31536000, immutable"
+    } else {
+        "private, no-cache"
+    };
+    set_header(resp, header::CACHE_CONTROL, rule);
+}
+
 pub(super) fn set_header(resp: &mut Response, name: header::HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         resp.headers_mut().insert(name, v);

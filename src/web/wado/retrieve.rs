@@ -71,7 +71,7 @@ async fn retrieve(
     tokio::spawn(send_instances(state.clone(), writer, plan));
     let mut resp = (StatusCode::OK, body).into_response();
     set_header(&mut resp, header::CONTENT_TYPE, &content_type);
-    set_header(&mut resp, header::ETAG, &etag);
+    set_cache_headers(&mut resp, &etag, target.instance.is_some());
     if skipped > 0 {
         set_header(
             &mut resp,
