@@ -54,7 +54,7 @@ fi
 
 # Python client stack (pip's own findscu/storescu shadow DCMTK's on PATH: tests call /usr/bin/*).
 if command -v python3 >/dev/null 2>&1; then
-    if ! python3 -c 'import pydicom, dicomweb_client, pylibjpeg' >/dev/null 2>&1; then
+    if ! python3 -c 'import pydicom, dicomweb_client, pylibjpeg, openjpeg, libjpeg, jpeg_ls, PIL' >/dev/null 2>&1; then
         say "installing Python packages from tests/interop/requirements.txt"
         python3 -m pip install -q -r tests/interop/requirements.txt || status=1
     fi

@@ -149,6 +149,15 @@ impl Convert for AsStoredOnly {
     }
 }
 
+/// The most preferred ranges (those sharing the highest q-value). Answering from these
+/// as stored is always right; anything else needs the full search with the codecs, so a
+/// lower-q "as stored" never wins over a higher-q syntax we could produce.
+pub fn preferred(ranges: &[MediaRange]) -> &[MediaRange] {
+    let top = ranges.first().map_or(0.0, |r| r.q);
+    let n = ranges.iter().take_while(|r| r.q == top).count();
+    &ranges[..n]
+}
+
 /// Choose how to send a whole instance stored in `stored_ts` (PS3.18 §8.7.3.5: without a
 /// `transfer-syntax` parameter, `application/dicom` means Explicit VR Little Endian).
 pub fn choose_instance(
@@ -352,6 +361,16 @@ mod tests {
         assert!(c.transcode && c.transfer_syntax == ts::EXPLICIT_VR_LE);
         let htj2k = parse_accept(Some("multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.202"));
         assert!(choose_instance(&htj2k, ts::EXPLICIT_VR_LE, &AsStoredOnly).is_none());
+    }
+
+    #[test]
+    fn lower_q_as_stored_does_not_win() {
+        let r = parse_accept(Some(
+            "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.1; q=0.5, multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.202",
+        ));
+        assert!(choose_instance(preferred(&r), ts::EXPLICIT_VR_LE, &AsStoredOnly).is_none());
+        let c = choose_instance(&r, ts::EXPLICIT_VR_LE, &Everything).unwrap();
+        assert_eq!(c.transfer_syntax, "1.2.840.10008.1.2.4.202");
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub async fn frames(
     let record = lookup(&state, &target).await?.remove(0);
     let ranges = accept(&headers);
     let (choice, info) = match negotiate::choose_frames(
-        &ranges,
+        negotiate::preferred(&ranges),
         &record.transfer_syntax_uid,
         &negotiate::AsStoredOnly,
     ) {

@@ -73,6 +73,8 @@ async fn retrieve(
     set_header(&mut resp, header::CONTENT_TYPE, &content_type);
     set_cache_headers(&mut resp, &etag, target.instance.is_some());
     if skipped > 0 {
+        // PS3.18 Table 10.4.3-1: some of the requested instances are not in the payload
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
         set_header(
             &mut resp,
             header::WARNING,
@@ -96,14 +98,23 @@ pub(in crate::web) async fn plan_instance(
     record: &InstanceRecord,
 ) -> Option<Planned> {
     let ts = &record.transfer_syntax_uid;
-    if let Some(choice) = negotiate::choose_instance(ranges, ts, &negotiate::AsStoredOnly) {
+    let top = negotiate::preferred(ranges);
+    if let Some(choice) = negotiate::choose_instance(top, ts, &negotiate::AsStoredOnly) {
         return Some(Planned {
             record: record.clone(),
             choice,
             info: None,
         });
     }
-    let info = convert::pixel_info(state, record).await.ok()?;
+    let Ok(info) = convert::pixel_info(state, record).await else {
+        // no pixels to convert (SR, PDF, ...): any acceptable range as stored
+        let choice = negotiate::choose_instance(ranges, ts, &negotiate::AsStoredOnly)?;
+        return Some(Planned {
+            record: record.clone(),
+            choice,
+            info: None,
+        });
+    };
     let choice = negotiate::choose_instance(ranges, ts, &convert::Codecs(&info.desc))?;
     Some(Planned {
         record: record.clone(),
