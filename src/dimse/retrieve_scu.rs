@@ -173,20 +173,9 @@ pub async fn c_get(
                 }
             }
             Some(CommandField::CGetRsp) => {
-                if command.has_data_set() {
-                    let _ = assoc.read_data_set(1 << 20).await;
+                if let Some(outcome) = response(&mut assoc, &command, &mut progress).await {
+                    break Ok(outcome);
                 }
-                let counts = sub_ops(&command);
-                let status = command.status().unwrap_or(Status::UNABLE_TO_PROCESS);
-                if status.classify() == StatusClass::Pending {
-                    progress(counts);
-                    continue;
-                }
-                break Ok(RetrieveOutcome {
-                    status,
-                    counts,
-                    error_comment: command.error_comment(),
-                });
             }
             other => {
                 break Err(up.failed(&format!("unexpected {other:?} during C-GET")));
@@ -224,21 +213,33 @@ async fn wait_for_final(
             }
             Ok(r) => r?,
         };
-        if command.has_data_set() {
-            let _ = assoc.read_data_set(1 << 20).await;
+        if let Some(outcome) = response(assoc, &command, progress).await {
+            return Ok(outcome);
         }
-        let counts = sub_ops(&command);
-        let status = command.status().unwrap_or(Status::UNABLE_TO_PROCESS);
-        if status.classify() == StatusClass::Pending {
-            progress(counts);
-            continue;
-        }
-        return Ok(RetrieveOutcome {
-            status,
-            counts,
-            error_comment: command.error_comment(),
-        });
     }
+}
+
+/// A C-MOVE/C-GET response: progress for a pending one, the outcome for the final one.
+async fn response(
+    assoc: &mut UpstreamAssociation,
+    command: &Command,
+    progress: &mut impl FnMut(SubOps),
+) -> Option<RetrieveOutcome> {
+    if command.has_data_set() {
+        // a failed-instance list, which the counts already summarise
+        let _ = assoc.read_data_set(1 << 20).await;
+    }
+    let counts = sub_ops(command);
+    let status = command.status().unwrap_or(Status::UNABLE_TO_PROCESS);
+    if status.classify() == StatusClass::Pending {
+        progress(counts);
+        return None;
+    }
+    Some(RetrieveOutcome {
+        status,
+        counts,
+        error_comment: command.error_comment(),
+    })
 }
 
 async fn finish(

@@ -82,18 +82,7 @@ impl Index {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
     ) -> Result<T, rusqlite::Error> {
-        let pooled = self.readers.lock().ok().and_then(|mut p| p.pop());
-        let conn = match pooled {
-            Some(c) => c,
-            None => self.open_reader()?,
-        };
-        let out = f(&conn);
-        if let Ok(mut pool) = self.readers.lock() {
-            if pool.len() < 16 {
-                pool.push(conn);
-            }
-        }
-        out
+        self.read_with(f)
     }
 
     /// Run `f` on the read-only pool with a generic error type (e.g. QIDO's).

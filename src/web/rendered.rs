@@ -196,10 +196,7 @@ pub async fn instance_rendered(
     Path((study, series, instance)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let req = parse_request(&headers, q.as_deref())?;
-    let target = Target::new(&study, Some(&series), Some(&instance))?;
-    let record = lookup(&state, &target).await?.remove(0);
-    respond(&state, &headers, &record, None, req, false).await
+    instance_image(&state, &headers, (study, series, instance), None, q, false).await
 }
 
 pub async fn frame_rendered(
@@ -208,11 +205,8 @@ pub async fn frame_rendered(
     Path((study, series, instance, frame)): Path<(String, String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let req = parse_request(&headers, q.as_deref())?;
-    let frame = single_frame(&frame)?;
-    let target = Target::new(&study, Some(&series), Some(&instance))?;
-    let record = lookup(&state, &target).await?.remove(0);
-    respond(&state, &headers, &record, Some(frame), req, false).await
+    let frame = Some(single_frame(&frame)?);
+    instance_image(&state, &headers, (study, series, instance), frame, q, false).await
 }
 
 pub async fn instance_thumbnail(
@@ -221,10 +215,7 @@ pub async fn instance_thumbnail(
     Path((study, series, instance)): Path<(String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let req = parse_request(&headers, q.as_deref())?;
-    let target = Target::new(&study, Some(&series), Some(&instance))?;
-    let record = lookup(&state, &target).await?.remove(0);
-    respond(&state, &headers, &record, None, req, true).await
+    instance_image(&state, &headers, (study, series, instance), None, q, true).await
 }
 
 pub async fn frame_thumbnail(
@@ -233,11 +224,23 @@ pub async fn frame_thumbnail(
     Path((study, series, instance, frame)): Path<(String, String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let req = parse_request(&headers, q.as_deref())?;
-    let frame = single_frame(&frame)?;
+    let frame = Some(single_frame(&frame)?);
+    instance_image(&state, &headers, (study, series, instance), frame, q, true).await
+}
+
+/// A rendering or thumbnail of one instance (pulled from its PACS when not cached).
+async fn instance_image(
+    state: &AppState,
+    headers: &HeaderMap,
+    (study, series, instance): (String, String, String),
+    frame: Option<u32>,
+    query: Option<String>,
+    thumbnail: bool,
+) -> Result<Response, ApiError> {
+    let req = parse_request(headers, query.as_deref())?;
     let target = Target::new(&study, Some(&series), Some(&instance))?;
-    let record = lookup(&state, &target).await?.remove(0);
-    respond(&state, &headers, &record, Some(frame), req, true).await
+    let record = lookup(state, &target).await?.remove(0);
+    respond(state, headers, &record, frame, req, thumbnail).await
 }
 
 pub async fn series_thumbnail(

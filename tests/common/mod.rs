@@ -247,3 +247,75 @@ pub async fn get_json(url: &str) -> Value {
     assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&body));
     serde_json::from_slice(&body).expect("json")
 }
+
+/// Whether python3 can import `modules` (comma-separated); a loud skip otherwise, and a
+/// failure under CI=true. `why` says what the Python peer checks.
+pub fn python_modules(modules: &str, why: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        let msg = format!(
+            "SKIPPED: python3 with {modules} is not available; {why}. Install them with \
+             `python3 -m pip install -r tests/interop/requirements.txt` to run this test."
+        );
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{msg} (CI=true: a missing peer is a failure)");
+        }
+        eprintln!("\n*** {msg} ***\n");
+    }
+    ok
+}
+
+/// Run `tests/interop/{script}` against a gateway's DICOMweb root and the samples, within
+/// `limit`; panics with the script's whole output when it fails or overruns.
+pub fn run_interop_script(script: &str, gw: &Gateway, limit: Duration) {
+    use std::io::Read;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(script);
+    let mut child = Command::new("python3")
+        .arg(path)
+        .arg("--url")
+        .arg(gw.base())
+        .arg("--samples")
+        .arg(samples_dir())
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for python3") {
+            break Some(status);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = format!(
+        "{}{}",
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default()
+    );
+    match status {
+        Some(s) if s.success() => eprintln!("{text}"),
+        Some(s) => panic!("{script} failed ({s}):\n{text}"),
+        None => panic!("{script} still running after {limit:?}; killed:\n{text}"),
+    }
+}
