@@ -24,6 +24,7 @@
 //! // ... pull through the gateway, then e.g. assert_eq!(a.retrieves_of(&series_uid), 1);
 //! ```
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -325,6 +326,15 @@ fn add_identifier(r: &mut Retrieve, line: &str) -> bool {
 
 // --------------------------------------------------------------------------- hospital A
 
+/// log4cplus configuration for dcmqrscp: `-v` (INFO) output, each line prefixed by the
+/// process id, because the children dcmqrscp forks per association share one log, and
+/// flushed per line so the log is current when a request has been answered.
+const LOG_CONFIG_WITH_PID: &str = "log4cplus.rootLogger = INFO, console\n\
+    log4cplus.appender.console = log4cplus::ConsoleAppender\n\
+    log4cplus.appender.console.ImmediateFlush = true\n\
+    log4cplus.appender.console.layout = log4cplus::PatternLayout\n\
+    log4cplus.appender.console.layout.ConversionPattern = %i %P: %m%n\n";
+
 /// DCMTK `dcmqrscp` (forking, `-v`): a PACS that does not transcode, cannot convert
 /// `ISO 2022 IR 87` (it compares such values byte for byte) and only C-MOVEs to destinations
 /// listed in its config's HostTable.
@@ -411,9 +421,12 @@ impl DcmQrScp {
         let cfg = self.tmp.path().join("dcmqrscp.cfg");
         std::fs::write(&cfg, config).expect("write dcmqrscp.cfg");
         let log = self.log_path();
+        let log_config = self.tmp.path().join("log.cfg");
+        std::fs::write(&log_config, LOG_CONFIG_WITH_PID).expect("write log.cfg");
         let mut proc = Proc::spawn(
             Command::new(DCMQRSCP)
-                .arg("-v")
+                .arg("--log-config")
+                .arg(&log_config)
                 .arg("-c")
                 .arg(&cfg)
                 .arg(self.port.to_string())
@@ -472,13 +485,22 @@ impl Pacs for DcmQrScp {
 
     /// Each request logs `Move Destination : DEST` (C-MOVE) in its DIMSE dump, then
     /// `I: Move SCP Request Identifiers:` (or `Get`) and a data set dump ended by an empty
-    /// `I: ` line. Forked children may interleave whole requests; destinations are matched to
-    /// C-MOVEs in order.
+    /// `I: ` line. Forked children interleave their lines in the one log, so every line
+    /// starts with the process id of the child that wrote it and is read in that child's
+    /// thread of lines.
     fn retrieves(&self) -> Vec<Retrieve> {
+        /// One forked child's place in its own log lines.
+        #[derive(Default)]
+        struct ChildLog {
+            current: Option<usize>, // index into `out` of the identifier being dumped
+            seen: bool,             // met a tag line of that identifier
+            destination: Option<String>,
+        }
         let mut out: Vec<Retrieve> = Vec::new();
-        let mut destinations = Vec::new();
-        let (mut open, mut seen) = (false, false); // in an identifier dump; met a tag line
-        for line in self.log().lines() {
+        let mut children: HashMap<&str, ChildLog> = HashMap::new();
+        let log = self.log();
+        for (pid, line) in log.lines().filter_map(|l| l.split_once(' ')) {
+            let child = children.entry(pid).or_default();
             let op = if line.contains("Move SCP Request Identifiers:") {
                 Some(RetrieveOp::Move)
             } else if line.contains("Get SCP Request Identifiers:") {
@@ -487,26 +509,26 @@ impl Pacs for DcmQrScp {
                 None
             };
             if let Some(op) = op {
+                let destination = match op {
+                    RetrieveOp::Move => child.destination.take(),
+                    RetrieveOp::Get => None,
+                };
                 out.push(Retrieve {
                     op,
-                    destination: None,
+                    destination,
                     level: String::new(),
                     uids: Vec::new(),
                 });
-                (open, seen) = (true, false);
+                (child.current, child.seen) = (Some(out.len() - 1), false);
             } else if line.contains("Move Destination") {
-                destinations.push(line.rsplit(':').next().unwrap_or("").trim().to_string());
-            } else if let (true, Some(r)) = (open, out.last_mut()) {
-                if add_identifier(r, line) {
-                    seen = true;
-                } else if seen {
-                    open = false; // the empty `I: ` after the tag lines
+                child.destination = Some(line.rsplit(':').next().unwrap_or("").trim().to_string());
+            } else if let Some(i) = child.current {
+                if add_identifier(&mut out[i], line) {
+                    child.seen = true;
+                } else if child.seen {
+                    child.current = None; // the empty `I: ` after the tag lines
                 }
             }
-        }
-        let mut destinations = destinations.into_iter();
-        for r in out.iter_mut().filter(|r| r.op == RetrieveOp::Move) {
-            r.destination = destinations.next();
         }
         out
     }
