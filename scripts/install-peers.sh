@@ -2,8 +2,8 @@
 # Installs the real peers the tests talk to, when this machine lets us (root + apt):
 #   DCMTK (storescu, findscu, movescu, getscu, dcmqrscp), Orthanc + its DICOMweb plugin (a
 #   hospital PACS; run by the tests as their own process, never as a system service),
-#   Chromium + the OHIF viewer (npm), and the Python DICOMweb client stack (pydicom,
-#   dicomweb-client, pylibjpeg).
+#   Chromium + the OHIF viewer (npm), OpenJPEG's opj_decompress, and the Python DICOMweb
+#   client stack (pydicom, dicomweb-client, pylibjpeg).
 # Idempotent. Without root/apt it says what is missing and the tests that need it skip loudly
 # (under CI=true a missing peer fails the tests instead).
 set -u
@@ -51,6 +51,12 @@ if [ ! -x /usr/sbin/Orthanc ] || [ ! -e /usr/share/orthanc/plugins/libOrthancDic
     apt_install orthanc orthanc-dicomweb || status=1
 fi
 [ -x /usr/sbin/Orthanc ] && say "orthanc: $(/usr/sbin/Orthanc --version 2>/dev/null | head -n 1)"
+
+# OpenJPEG's decoder: an independent check that prefixes of our HTJ2K RPCL codestreams decode.
+if [ ! -x /usr/bin/opj_decompress ]; then
+    say "installing libopenjp2-tools (opj_decompress)"
+    apt_install libopenjp2-tools || status=1
+fi
 
 # Python client stack (pip's own findscu/storescu shadow DCMTK's on PATH: tests call /usr/bin/*).
 if command -v python3 >/dev/null 2>&1; then

@@ -127,7 +127,7 @@ pub enum RawFrame {
 }
 
 impl RawFrame {
-    fn read(self) -> Result<Vec<u8>, String> {
+    pub(in crate::web) fn read(self) -> Result<Vec<u8>, String> {
         match self {
             RawFrame::Ranges(path, ranges) => {
                 layout::read_ranges(&path, &ranges).map_err(|e| e.to_string())
@@ -139,11 +139,7 @@ impl RawFrame {
 
 /// The syntax the stored frame bytes are in (native storage is cut as little-endian bytes).
 pub fn frame_source_ts(record: &InstanceRecord) -> &str {
-    if ts::is_native(&record.transfer_syntax_uid) {
-        ts::EXPLICIT_VR_LE
-    } else {
-        &record.transfer_syntax_uid
-    }
+    super::negotiate::pixel_source_ts(&record.transfer_syntax_uid)
 }
 
 fn codec_error(e: impl std::fmt::Display) -> ApiError {

@@ -3,6 +3,7 @@
 //! mapping from errors to HTTP statuses.
 
 pub mod admin;
+pub mod byte_range;
 pub mod convert;
 pub mod multipart;
 pub mod negotiate;
@@ -18,7 +19,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+use tower_http::compression::predicate::{Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -166,7 +167,7 @@ pub fn app(state: AppState) -> Router {
             get(rendered::series_thumbnail),
         )
         .route("/studies/{study}/thumbnail", get(rendered::study_thumbnail))
-        .layer(json_compression());
+        .layer(compression(state.config.http.compress_pixel_data));
     let base = state.config.http.base_path.clone();
     let router = if base.is_empty() {
         dicomweb
@@ -180,18 +181,50 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// gzip, Brotli or zstd (as the client accepts) for JSON only: pixel data is either already compressed or large and cheap to send
-/// on a LAN (per-link policy belongs to the delivery layer).
-fn json_compression() -> CompressionLayer<impl Predicate> {
-    let predicate = SizeAbove::new(1024)
-        .and(NotForContentType::new("multipart/related"))
-        .and(NotForContentType::new("application/octet-stream"))
-        .and(NotForContentType::IMAGES);
+/// gzip, Brotli or zstd, as the client accepts, for JSON and (when configured) for
+/// uncompressed pixel data; never for compressed pixels (no gain) nor for byte-range
+/// responses (ranges address the identity bytes).
+fn compression(pixel_data: bool) -> CompressionLayer<impl Predicate> {
     CompressionLayer::new()
         .gzip(true)
         .br(true)
         .zstd(true)
-        .compress_when(predicate)
+        .compress_when(SizeAbove::new(1024).and(Compressible { pixel_data }))
+}
+
+#[derive(Clone, Copy)]
+struct Compressible {
+    pixel_data: bool,
+}
+
+impl Predicate for Compressible {
+    fn should_compress<B>(&self, response: &axum::http::Response<B>) -> bool
+    where
+        B: axum::body::HttpBody,
+    {
+        let headers = response.headers();
+        if headers.contains_key(header::CONTENT_RANGE) {
+            return false;
+        }
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        is_json(content_type) || (self.pixel_data && is_native_pixel_data(content_type))
+    }
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+/// Frames, bulk data or instances in Explicit VR Little Endian (not deflated).
+fn is_native_pixel_data(content_type: &str) -> bool {
+    const EXPLICIT_LE: &str = "transfer-syntax=1.2.840.10008.1.2.1";
+    content_type.match_indices(EXPLICIT_LE).any(|(at, m)| {
+        !content_type[at + m.len()..].starts_with(|c: char| c == '.' || c.is_ascii_digit())
+    })
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
@@ -216,6 +249,7 @@ fn cors(origins: &[String]) -> CorsLayer {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             header::IF_NONE_MATCH,
+            header::IF_RANGE,
             header::RANGE,
         ])
         .expose_headers([
@@ -223,6 +257,8 @@ fn cors(origins: &[String]) -> CorsLayer {
             header::ETAG,
             header::CONTENT_TYPE,
             header::CONTENT_LENGTH,
+            header::CONTENT_RANGE,
+            header::ACCEPT_RANGES,
         ])
 }
 
@@ -254,4 +290,30 @@ fn is_sane_host(h: &str) -> bool {
     h.len() <= 255
         && h.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_compressed() {
+        assert!(is_json("application/dicom+json"));
+        assert!(is_json("application/json; charset=utf-8"));
+        assert!(!is_json(
+            "multipart/related; type=\"application/dicom+xml\""
+        ));
+        let frames = |ts: &str| {
+            format!(
+                "multipart/related; type=\"application/octet-stream\"; transfer-syntax={ts}; boundary=b"
+            )
+        };
+        assert!(is_native_pixel_data(&frames("1.2.840.10008.1.2.1")));
+        assert!(is_native_pixel_data(
+            "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
+        ));
+        assert!(!is_native_pixel_data(&frames("1.2.840.10008.1.2.1.99")));
+        assert!(!is_native_pixel_data(&frames("1.2.840.10008.1.2.4.202")));
+        assert!(!is_native_pixel_data("image/jphc"));
+    }
 }

@@ -34,6 +34,24 @@ pub fn content_type(part_type: &str, transfer_syntax: Option<&str>, boundary: &s
     }
 }
 
+fn part_header(boundary: &str, content_type: &str, len: Option<u64>) -> String {
+    let mut h = format!("--{boundary}\r\nContent-Type: {content_type}\r\n");
+    if let Some(len) = len {
+        h.push_str(&format!("Content-Length: {len}\r\n"));
+    }
+    h.push_str("\r\n");
+    h
+}
+
+/// A whole one-part multipart body in memory, byte for byte what [`PartWriter`] would stream:
+/// for a representation that byte ranges address (a single frame).
+pub fn one_part_body(boundary: &str, content_type: &str, body: &[u8]) -> Bytes {
+    let mut out = part_header(boundary, content_type, Some(body.len() as u64)).into_bytes();
+    out.extend_from_slice(body);
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    Bytes::from(out)
+}
+
 /// The client went away; stop producing.
 #[derive(Debug)]
 pub struct Closed;
@@ -75,12 +93,8 @@ impl PartWriter {
     }
 
     async fn part_header(&mut self, content_type: &str, len: Option<u64>) -> Result<(), Closed> {
-        let mut h = format!("--{}\r\nContent-Type: {content_type}\r\n", self.boundary);
-        if let Some(len) = len {
-            h.push_str(&format!("Content-Length: {len}\r\n"));
-        }
-        h.push_str("\r\n");
         self.parts += 1;
+        let h = part_header(&self.boundary, content_type, len);
         self.send(Bytes::from(h)).await
     }
 
@@ -201,6 +215,10 @@ mod tests {
         assert_eq!(
             &bytes[..],
             b"--B\r\nContent-Type: application/octet-stream\r\nContent-Length: 3\r\n\r\nabc\r\n--B--\r\n"
+        );
+        assert_eq!(
+            one_part_body("B", "application/octet-stream", b"abc"),
+            bytes
         );
     }
 }

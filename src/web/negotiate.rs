@@ -114,6 +114,9 @@ pub struct Choice {
     pub rewrite: bool,
     /// The pixel data must be decoded and encoded in `transfer_syntax`.
     pub transcode: bool,
+    /// The client asked for a bare single-part body (e.g. `Accept: image/jphc`), not
+    /// `multipart/related` (PS3.18 §8.7.3.5: only for a single frame).
+    pub single_part: bool,
 }
 
 impl Choice {
@@ -123,6 +126,7 @@ impl Choice {
             transfer_syntax: transfer_syntax.into(),
             rewrite: false,
             transcode: false,
+            single_part: false,
         }
     }
 
@@ -231,39 +235,92 @@ pub fn default_ts_for(media_type: &str) -> Option<&'static str> {
 /// else converted to a syntax it names (native frames are sent as Explicit VR Little Endian
 /// bytes, which is what they are for little-endian storage).
 pub fn choose_frames(ranges: &[MediaRange], stored_ts: &str, conv: &dyn Convert) -> Option<Choice> {
-    let native = ts::is_native(stored_ts);
-    let sent_ts = if native {
+    ranges.iter().find_map(|r| {
+        let single_part = !r.is_multipart() && r.media_type != "*/*";
+        frame_choice(r, stored_ts, conv).map(|c| Choice { single_part, ..c })
+    })
+}
+
+/// What the codecs convert from: native frames are Explicit VR Little Endian bytes.
+pub fn pixel_source_ts(stored_ts: &str) -> &str {
+    if ts::is_native(stored_ts) {
         ts::EXPLICIT_VR_LE
     } else {
         stored_ts
-    };
+    }
+}
+
+fn frame_choice(r: &MediaRange, stored_ts: &str, conv: &dyn Convert) -> Option<Choice> {
+    let sent_ts = pixel_source_ts(stored_ts);
     let as_stored = Choice::new("application/octet-stream", sent_ts);
-    ranges.iter().find_map(|r| {
-        let part = r.part_type();
+    let part = r.part_type();
+    let wanted = r.param("transfer-syntax");
+    if r.media_type == "*/*" || part.is_empty() || part == "*/*" {
+        return Some(as_stored);
+    }
+    if part != "application/octet-stream" {
+        return frame_in_media_type(part, wanted, stored_ts, conv);
+    }
+    let target = match wanted {
+        Some("*") => return Some(as_stored),
+        Some(w) => w,
+        None => ts::EXPLICIT_VR_LE,
+    };
+    if target == sent_ts {
+        return Some(as_stored);
+    }
+    conv.can_convert(sent_ts, target)
+        .then(|| Choice::transcoded("application/octet-stream", target))
+}
+
+/// The server's own choice for frames (`transcode.preferred_frame_syntax`, e.g. HTJ2K RPCL
+/// .202 for progressive viewers): taken when one of the client's most preferred ranges accepts
+/// `preferred` (`transfer-syntax=*`, which lets the server choose, or naming it, or its
+/// single-frame media type) and the stored pixels are native or lossless, so nothing is lost.
+/// None means negotiate as usual.
+pub fn prefer_frames_syntax(
+    ranges: &[MediaRange],
+    stored_ts: &str,
+    preferred_ts: &str,
+    conv: &dyn Convert,
+) -> Option<Choice> {
+    if stored_ts == preferred_ts
+        || is_lossy(stored_ts)
+        || !conv.can_convert(pixel_source_ts(stored_ts), preferred_ts)
+    {
+        return None;
+    }
+    let own_media_type = frame_media_type(preferred_ts);
+    preferred(ranges).iter().find_map(|r| {
         let wanted = r.param("transfer-syntax");
-        if r.media_type == "*/*" || part.is_empty() || part == "*/*" {
-            return Some(as_stored.clone());
-        }
-        if part == "application/octet-stream" {
-            let target = match wanted {
-                Some("*") => return Some(as_stored.clone()),
-                Some(w) => w,
-                None => ts::EXPLICIT_VR_LE,
-            };
-            if target == sent_ts {
-                return Some(as_stored.clone());
-            }
-            let from = if native {
-                ts::EXPLICIT_VR_LE
-            } else {
-                stored_ts
-            };
-            return conv
-                .can_convert(from, target)
-                .then(|| Choice::transcoded("application/octet-stream", target));
-        }
-        frame_in_media_type(part, wanted, stored_ts, conv)
+        let names_it = matches!(wanted, Some("*")) || wanted == Some(preferred_ts);
+        let part = r.part_type();
+        let part_type = if part == "application/octet-stream" && names_it {
+            "application/octet-stream"
+        } else if own_media_type == Some(part) && (wanted.is_none() || names_it) {
+            part
+        } else {
+            return None;
+        };
+        Some(Choice {
+            single_part: !r.is_multipart(),
+            ..Choice::transcoded(part_type, preferred_ts)
+        })
     })
+}
+
+/// Syntaxes whose stored pixels already lost information: never re-encoded on our own
+/// initiative (a lossless copy of them is larger and no better).
+pub fn is_lossy(ts_uid: &str) -> bool {
+    matches!(
+        ts_uid,
+        "1.2.840.10008.1.2.4.50"
+            | "1.2.840.10008.1.2.4.51"
+            | "1.2.840.10008.1.2.4.81"
+            | "1.2.840.10008.1.2.4.91"
+            | "1.2.840.10008.1.2.4.93"
+            | "1.2.840.10008.1.2.4.203"
+    ) || ts_uid.starts_with("1.2.840.10008.1.2.4.10")
 }
 
 /// Frames requested as a single-frame media type (`image/jls`, `image/jphc`, ...).
@@ -286,12 +343,7 @@ fn frame_in_media_type(
     if frame_media_type(target) != Some(part) && default_ts_for(part).is_none() {
         return None;
     }
-    let from = if ts::is_native(stored_ts) {
-        ts::EXPLICIT_VR_LE
-    } else {
-        stored_ts
-    };
-    conv.can_convert(from, target)
+    conv.can_convert(pixel_source_ts(stored_ts), target)
         .then(|| Choice::transcoded(frame_media_type(target).unwrap_or(part), target))
 }
 
@@ -389,5 +441,54 @@ mod tests {
                 .part_type,
             "image/jls"
         );
+    }
+
+    const RPCL: &str = "1.2.840.10008.1.2.4.202";
+
+    #[test]
+    fn single_part_is_what_the_client_named() {
+        let jphc = parse_accept(Some("image/jphc"));
+        let c = choose_frames(&jphc, ts::EXPLICIT_VR_LE, &Everything).unwrap();
+        assert!(c.single_part && c.transcode);
+        assert_eq!(c.part_type, "image/jphc");
+        let multi = parse_accept(Some(OHIF));
+        assert!(
+            !choose_frames(&multi, ts::EXPLICIT_VR_LE, &Everything)
+                .unwrap()
+                .single_part
+        );
+        let any = parse_accept(None);
+        assert!(
+            !choose_frames(&any, ts::EXPLICIT_VR_LE, &Everything)
+                .unwrap()
+                .single_part
+        );
+    }
+
+    #[test]
+    fn preferred_syntax_when_the_client_lets_us_choose() {
+        let ohif = parse_accept(Some(OHIF));
+        let c = prefer_frames_syntax(&ohif, ts::EXPLICIT_VR_LE, RPCL, &Everything).unwrap();
+        assert_eq!(
+            (
+                c.part_type.as_str(),
+                c.transfer_syntax.as_str(),
+                c.transcode
+            ),
+            ("application/octet-stream", RPCL, true)
+        );
+        // never over a lossy source, never when stored so already, never without a codec
+        assert!(prefer_frames_syntax(&ohif, "1.2.840.10008.1.2.4.50", RPCL, &Everything).is_none());
+        assert!(prefer_frames_syntax(&ohif, RPCL, RPCL, &Everything).is_none());
+        assert!(prefer_frames_syntax(&ohif, ts::EXPLICIT_VR_LE, RPCL, &AsStoredOnly).is_none());
+        // a client that names another syntax gets that one
+        let named = parse_accept(Some(
+            "multipart/related; type=application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1",
+        ));
+        assert!(prefer_frames_syntax(&named, ts::EXPLICIT_VR_LE, RPCL, &Everything).is_none());
+        // the single-frame media type of the preferred syntax, without a syntax parameter
+        let jphc = parse_accept(Some("image/jphc"));
+        let c = prefer_frames_syntax(&jphc, ts::EXPLICIT_VR_LE, RPCL, &Everything).unwrap();
+        assert!(c.single_part && c.transfer_syntax == RPCL);
     }
 }

@@ -10,24 +10,16 @@ pub async fn frames(
     let target = Target::new(&study, Some(&series), Some(&instance))?;
     let wanted = parse_frame_list(&list)?;
     let record = lookup(&state, &target).await?.remove(0);
-    let ranges = accept(&headers);
-    let (choice, info) = match negotiate::choose_frames(
-        negotiate::preferred(&ranges),
-        &record.transfer_syntax_uid,
-        &negotiate::AsStoredOnly,
-    ) {
-        Some(c) => (c, None),
-        None => {
-            let info = convert::pixel_info(&state, &record).await?;
-            let c = negotiate::choose_frames(
-                &ranges,
-                &record.transfer_syntax_uid,
-                &convert::Codecs(&info.desc),
-            )
-            .ok_or_else(|| not_acceptable(&headers, &[&record.transfer_syntax_uid]))?;
-            (c, Some(info))
-        }
-    };
+    let (choice, info) = negotiate_frames(&state, &headers, &record).await?;
+    if choice.single_part && wanted.len() > 1 {
+        return Err(ApiError::NotAcceptable(format!(
+            "{} is a single-part media type, which carries one frame; ask for \
+             multipart/related; type=\"{}\" to receive {} frames",
+            choice.part_type,
+            choice.part_type,
+            wanted.len()
+        )));
+    }
     let path = state.store.absolute(&record.file_path);
     let source = frame_source(&state, &record).await?;
     let count = source.len();
@@ -37,8 +29,8 @@ pub async fn frames(
         )));
     }
     let etag = etag_of(std::iter::once(format!(
-        "{}:{}:{list}:{}",
-        record.sop_instance_uid, record.sha256, choice.transfer_syntax
+        "{}:{}:{list}:{}:{}",
+        record.sop_instance_uid, record.sha256, choice.transfer_syntax, choice.single_part
     )));
     if let Some(resp) = not_modified(&headers, &etag) {
         return Ok(resp);
@@ -47,37 +39,45 @@ pub async fn frames(
         "{}; transfer-syntax={}",
         choice.part_type, choice.transfer_syntax
     );
-    let boundary = multipart::new_boundary();
+    if let [frame_no] = wanted[..] {
+        if choice.single_part || headers.contains_key(header::RANGE) {
+            let raw = raw_frame(&source, &path, frame_no);
+            let bytes = match (choice.transcode, info) {
+                (true, Some(info)) => {
+                    convert::converted_frame(&state, &record, &info, frame_no, raw, &choice).await?
+                }
+                _ => read_raw(raw).await?,
+            };
+            count_frame(&state, bytes.len());
+            return Ok(addressable_frame(&headers, &etag, &choice, &part_ct, bytes));
+        }
+    }
+    let boundary = boundary_for(&etag);
     let content_type =
         multipart::content_type(&choice.part_type, Some(&choice.transfer_syntax), &boundary);
     let (mut w, body) = multipart::channel(boundary);
-    if let (true, Some(info)) = (choice.transcode, info) {
-        let raws: Vec<(u32, convert::RawFrame)> = wanted
-            .iter()
-            .map(|f| (*f, raw_frame(&source, &path, *f)))
-            .collect();
-        tokio::spawn(send_converted_frames(
-            state, w, record, info, choice, part_ct, raws,
-        ));
-        let mut resp = (StatusCode::OK, body).into_response();
-        set_header(&mut resp, header::CONTENT_TYPE, &content_type);
-        set_cache_headers(&mut resp, &etag, true);
-        return Ok(resp);
-    }
-    match source {
-        FrameSource::Ranges(index) => {
+    match (choice.transcode, info, source) {
+        (true, Some(info), source) => {
+            let raws: Vec<(u32, convert::RawFrame)> = wanted
+                .iter()
+                .map(|f| (*f, raw_frame(&source, &path, *f)))
+                .collect();
+            tokio::spawn(send_converted_frames(
+                state, w, record, info, choice, part_ct, raws,
+            ));
+        }
+        (_, _, FrameSource::Ranges(index)) => {
             let parts: Vec<Vec<Range>> = wanted
                 .iter()
                 .map(|f| index.frames[*f as usize - 1].clone())
                 .collect();
             tokio::spawn(send_ranges(state, w, path, part_ct, parts, true));
         }
-        FrameSource::Decoded(frames) => {
+        (_, _, FrameSource::Decoded(frames)) => {
             tokio::spawn(async move {
                 for f in wanted {
                     let bytes = frames[f as usize - 1].clone();
-                    Metrics::inc(&state.metrics.wado_frames_total);
-                    Metrics::add(&state.metrics.wado_bytes_total, bytes.len() as u64);
+                    count_frame(&state, bytes.len());
                     if w.bytes_part(&part_ct, bytes).await.is_err() {
                         return;
                     }
@@ -90,6 +90,89 @@ pub async fn frames(
     set_header(&mut resp, header::CONTENT_TYPE, &content_type);
     set_cache_headers(&mut resp, &etag, true);
     Ok(resp)
+}
+
+/// How to send this instance's frames: the configured preferred syntax when the client lets
+/// us choose and the pixels allow it, else as stored when the client accepts that, else
+/// converted to what it names; 406 when none of these works.
+async fn negotiate_frames(
+    state: &AppState,
+    headers: &HeaderMap,
+    record: &InstanceRecord,
+) -> Result<(Choice, Option<convert::PixelInfo>), ApiError> {
+    let ranges = accept(headers);
+    let stored = record.transfer_syntax_uid.as_str();
+    let mut info = None;
+    if let Some(preferred_ts) = state.config.transcode.preferred_frame_syntax.as_deref() {
+        if let Ok(i) = convert::pixel_info(state, record).await {
+            let codecs = convert::Codecs(&i.desc);
+            if let Some(c) = negotiate::prefer_frames_syntax(&ranges, stored, preferred_ts, &codecs)
+            {
+                return Ok((c, Some(i)));
+            }
+            info = Some(i);
+        }
+    }
+    let as_stored = negotiate::choose_frames(
+        negotiate::preferred(&ranges),
+        stored,
+        &negotiate::AsStoredOnly,
+    );
+    if let Some(c) = as_stored {
+        return Ok((c, None));
+    }
+    let info = match info {
+        Some(i) => i,
+        None => convert::pixel_info(state, record).await?,
+    };
+    let c = negotiate::choose_frames(&ranges, stored, &convert::Codecs(&info.desc))
+        .ok_or_else(|| not_acceptable(headers, &[stored]))?;
+    Ok((c, Some(info)))
+}
+
+/// Frame responses use a boundary derived from their ETag: the same request always gets
+/// the very same bytes, so byte ranges of a multipart frame response are well defined.
+fn boundary_for(etag: &str) -> String {
+    format!("tsunagi-{}", etag.trim_matches('"'))
+}
+
+/// One frame as a whole representation that byte ranges address: the bare codestream for a
+/// single-part request, else the one-part multipart body the streamed response would be.
+fn addressable_frame(
+    headers: &HeaderMap,
+    etag: &str,
+    choice: &Choice,
+    part_ct: &str,
+    bytes: Bytes,
+) -> Response {
+    let (body, content_type) = if choice.single_part {
+        (bytes, part_ct.to_string())
+    } else {
+        let boundary = boundary_for(etag);
+        (
+            multipart::one_part_body(&boundary, part_ct, &bytes),
+            multipart::content_type(&choice.part_type, Some(&choice.transfer_syntax), &boundary),
+        )
+    };
+    let mut resp = byte_range::respond(headers, etag, body, &content_type);
+    if resp.status() != StatusCode::RANGE_NOT_SATISFIABLE {
+        set_cache_headers(&mut resp, etag, true);
+    }
+    resp
+}
+
+async fn read_raw(raw: convert::RawFrame) -> Result<Bytes, ApiError> {
+    match raw {
+        convert::RawFrame::Bytes(bytes) => Ok(bytes),
+        file => tokio::task::spawn_blocking(move || file.read().map(Bytes::from))
+            .await?
+            .map_err(ApiError::Internal),
+    }
+}
+
+fn count_frame(state: &AppState, bytes: usize) {
+    Metrics::inc(&state.metrics.wado_frames_total);
+    Metrics::add(&state.metrics.wado_bytes_total, bytes as u64);
 }
 
 pub(in crate::web) fn raw_frame(
@@ -118,8 +201,7 @@ async fn send_converted_frames(
     for (frame_no, raw) in raws {
         match convert::converted_frame(&state, &record, &info, frame_no, raw, &choice).await {
             Ok(bytes) => {
-                Metrics::inc(&state.metrics.wado_frames_total);
-                Metrics::add(&state.metrics.wado_bytes_total, bytes.len() as u64);
+                count_frame(&state, bytes.len());
                 if w.bytes_part(&part_ct, bytes).await.is_err() {
                     return;
                 }

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::multipart::{self, PartError, PartWriter};
 use super::negotiate::{self, Choice, MediaRange};
 use super::search::checked_uid;
-use super::{base_url, convert, pulled, ApiError, AppState};
+use super::{base_url, byte_range, convert, pulled, ApiError, AppState};
 use crate::dimse::retrieve_scu::RetrieveTarget;
 use crate::metrics::Metrics;
 use crate::store::layout::{self, PixelGeometry, Range};
