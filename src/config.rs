@@ -269,7 +269,9 @@ impl Config {
             }
             None => (String::new(), "embedded defaults".into()),
         };
-        let vars = std::env::vars().filter(|(k, _)| k.starts_with(ENV_PREFIX));
+        // Only `TSUNAGI_SECTION__KEY`: other `TSUNAGI_*` variables (e.g. a test harness's
+        // own) are not configuration.
+        let vars = std::env::vars().filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"));
         Self::from_toml_with_env(&text, &origin, vars)
     }
 

@@ -37,6 +37,7 @@ counters! {
     wado_instances_total: "Instances sent by WADO-RS.",
     wado_frames_total: "Frames sent by WADO-RS.",
     wado_bytes_total: "Body bytes of WADO-RS instance and frame parts.",
+    frames_converted_total: "Frames encoded in another transfer syntax (conversion cache misses).",
 }
 
 impl Metrics {

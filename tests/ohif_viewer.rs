@@ -6,6 +6,11 @@
 //! multi-frame, RLE, JPEG 2000, JPEG-LS, beside an encapsulated PDF) loads and decodes, with
 //! every DICOMweb request answered 2xx and every BulkDataURI pointing back at the proxy.
 //!
+//! Cold: a study only in a hospital PACS (DCMTK dcmqrscp) behind the gateway loads the same
+//! way, pulled through on OHIF's first requests. Progressive: with
+//! `transcode.preferred_frame_syntax` set to HTJ2K RPCL, OHIF receives every frame in that
+//! syntax (for its `transfer-syntax=*`) and decodes them all.
+//!
 //! Needs `node`, `tests/ohif/node_modules` (`tests/ohif/setup.sh`) and /usr/bin/chromium;
 //! without them the tests skip loudly (a failure under CI=true). Each run is bounded and
 //! leaves no browser behind: processes carrying the run's environment marker are checked for.
@@ -34,7 +39,22 @@ fn ohif_dir() -> PathBuf {
 
 /// A loaded gateway, or None when DCMTK, the OHIF build or Chromium is missing (loud skip).
 fn loaded_gateway() -> Option<Gateway> {
+    loaded_gateway_with(&[])
+}
+
+/// [`loaded_gateway`] with `TSUNAGI_*` overrides.
+fn loaded_gateway_with(env: &[(&str, &str)]) -> Option<Gateway> {
     let storescu = peer("/usr/bin/storescu", "DCMTK pushes the samples")?;
+    browser_available()?;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut gw = Gateway::start_in(&tmp.path().join("cache"), env);
+    gw.hold(tmp);
+    push_all_samples(&storescu, gw.dimse);
+    Some(gw)
+}
+
+/// The OHIF build and Chromium, or a loud skip.
+fn browser_available() -> Option<()> {
     let modules = ohif_dir().join("node_modules");
     peer(
         modules.to_str().expect("utf-8 path"),
@@ -44,9 +64,7 @@ fn loaded_gateway() -> Option<Gateway> {
         "/usr/bin/chromium",
         "OHIF runs in headless Chromium (tests/ohif/setup.sh)",
     )?;
-    let gw = Gateway::start();
-    push_all_samples(&storescu, gw.dimse);
-    Some(gw)
+    Some(())
 }
 
 /// The StudyInstanceUID of a patient's study and its manifest entries.
@@ -280,4 +298,71 @@ fn ohif_loads_every_frame_of_the_compressed_multiframe_study() {
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     assert_eq!(summary["series"]["with_metadata"], series, "{}", why());
+}
+
+/// Load a study in OHIF and require every image loaded and decoded, no failed request.
+fn assert_opens_fully(gw: &Gateway, study: &str, entries: &[Value]) -> Value {
+    let expected = frame_count(entries);
+    let (summary, stderr) = run_ohif(gw, study, &["--expect-images", &expected.to_string()]);
+    report(&summary);
+    let why = || {
+        format!(
+            "OHIF summary:\n{}\nharness stderr:\n{stderr}",
+            pretty(&summary)
+        )
+    };
+    assert_eq!(summary["ok"], true, "{}", why());
+    assert_eq!(summary["images_loaded"], expected, "{}", why());
+    assert_eq!(summary["images_decoded"], expected, "{}", why());
+    summary
+}
+
+#[test]
+fn ohif_opens_a_study_that_is_only_in_a_hospital_pacs() {
+    use common::pacs::{pacs_entries, pacs_files, DcmQrScp, Pacs};
+    if browser_available().is_none() {
+        return;
+    }
+    let Some(mut pacs) = DcmQrScp::start("HOSPA", &pacs_files("hospa/jp-0001/")) else {
+        return;
+    };
+    let gw = Gateway::start_with_config(&pacs.upstream_toml("hospital-a", "c-move"));
+    pacs.allow_move_to("TSUNAGI", gw.dimse);
+    let entries = pacs_entries("hospa/jp-0001/");
+    let study = entries[0]["study_uid"].as_str().expect("study uid");
+    assert_opens_fully(&gw, study, &entries);
+    assert!(
+        pacs.retrieve_count() >= 1,
+        "the study came from the PACS: {:?}",
+        pacs.retrieves()
+    );
+}
+
+#[test]
+fn ohif_decodes_every_frame_sent_as_progressive_htj2k() {
+    let Some(gw) = loaded_gateway_with(&[(
+        "TSUNAGI_TRANSCODE__PREFERRED_FRAME_SYNTAX",
+        "1.2.840.10008.1.2.4.202",
+    )]) else {
+        return;
+    };
+    let (study, entries) = study_of("JP-0001");
+    assert_opens_fully(&gw, &study, &entries);
+    let converted = gw_metric(&gw, "tsunagi_frames_converted_total");
+    assert!(
+        converted >= frame_count(&entries) as f64,
+        "every frame was encoded as HTJ2K RPCL: {converted} conversions"
+    );
+}
+
+/// A counter from the gateway's /metrics.
+fn gw_metric(gw: &Gateway, name: &str) -> f64 {
+    let url = format!("http://{}/metrics", gw.http);
+    let text = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async { get(&url, "text/plain").await.3 });
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }

@@ -17,11 +17,12 @@ const OHIF_FRAMES: &str = "multipart/related; type=application/octet-stream; tra
 
 /// A gateway that sends HTJ2K RPCL whenever the client lets it choose, holding one
 /// 128x128 signed 16-bit CT slice stored in Explicit VR Little Endian.
-fn gateway_with_ct() -> Option<(Gateway, String, tempfile::TempDir)> {
+fn gateway_with_ct() -> Option<(Gateway, String)> {
     let dcmtk = peer("/usr/bin/storescu", "DCMTK pushes the CT slice")?;
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().join("cache");
-    let gw = Gateway::start_in(&dir, &[("TSUNAGI_TRANSCODE__PREFERRED_FRAME_SYNTAX", RPCL)]);
+    let mut gw = Gateway::start_in(&dir, &[("TSUNAGI_TRANSCODE__PREFERRED_FRAME_SYNTAX", RPCL)]);
+    gw.hold(tmp);
     let entry = manifest()
         .into_iter()
         .find(|e| e["modality"] == "CT" && e["transfer_syntax"] == "1.2.840.10008.1.2.1")
@@ -36,7 +37,7 @@ fn gateway_with_ct() -> Option<(Gateway, String, tempfile::TempDir)> {
         s("series_uid"),
         s("sop_instance_uid")
     );
-    Some((gw, frame, tmp))
+    Some((gw, frame))
 }
 
 async fn fetch(url: &str, headers: &[(&str, &str)]) -> (u16, HeaderMap, Vec<u8>) {
@@ -59,7 +60,7 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn byte_ranges_address_the_same_codestream() {
-    let Some((_gw, frame, _tmp)) = gateway_with_ct() else {
+    let Some((_gw, frame)) = gateway_with_ct() else {
         return;
     };
     let jphc = format!("image/jphc; transfer-syntax={RPCL}");
@@ -145,7 +146,7 @@ async fn a_prefix_of_rpcl_decodes_to_a_lower_resolution() {
     ) else {
         return;
     };
-    let Some((_gw, frame, _tmp)) = gateway_with_ct() else {
+    let Some((_gw, frame)) = gateway_with_ct() else {
         return;
     };
     let jphc = format!("image/jphc; transfer-syntax={RPCL}");
@@ -200,7 +201,7 @@ fn read_all(path: &Path) -> Vec<u8> {
 /// to exactly what an uncompressed request returns. HTTP/2 (h2c) serves the same bytes.
 #[tokio::test(flavor = "multi_thread")]
 async fn compressed_native_frames_and_http2() {
-    let Some((_gw, frame, _tmp)) = gateway_with_ct() else {
+    let Some((_gw, frame)) = gateway_with_ct() else {
         return;
     };
     let native =

@@ -15,6 +15,7 @@ use serde_json::{Map, Value as Json};
 
 use super::negotiate::{Choice, Convert};
 use super::{ApiError, AppState};
+use crate::metrics::Metrics;
 use crate::store::layout::{self, Range};
 use crate::store::{InstanceRecord, Selector};
 use crate::transcode::{self, pool, PixelDesc, Quality, VoiFunction};
@@ -163,17 +164,22 @@ pub async fn converted_frame(
     let to = choice.transfer_syntax.clone();
     let desc = info.desc.clone();
     let q = quality(state);
+    let metrics = Arc::clone(&state.metrics);
     state
         .store
         .hot()
         .try_get_with(key, async move {
-            pool::run(move || {
+            let encoded = pool::run(move || {
                 let bytes = raw.read()?;
                 transcode::transcode_frame(&from, &bytes, &desc, &to, q)
                     .map(|e| Bytes::from(e.bytes))
                     .map_err(|e| e.to_string())
             })
-            .await?
+            .await?;
+            if encoded.is_ok() {
+                Metrics::inc(&metrics.frames_converted_total);
+            }
+            encoded
         })
         .await
         .map_err(|e: Arc<String>| codec_error(e))

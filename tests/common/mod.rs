@@ -72,6 +72,11 @@ impl Gateway {
         }
     }
 
+    /// Keep `tmp` (holding the cache) until the gateway is dropped.
+    pub fn hold(&mut self, tmp: tempfile::TempDir) {
+        self._tmp = Some(tmp);
+    }
+
     pub fn base(&self) -> String {
         format!("http://{}/dicom-web", self.http)
     }
