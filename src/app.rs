@@ -26,6 +26,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("HTTPS: {0}")]
+    Tls(#[from] web::tls::TlsError),
 }
 
 /// A running gateway.
@@ -60,18 +62,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics: Arc::clone(&metrics),
         pull: Arc::clone(&pull),
     };
-    let mut http_shutdown = shutdown_rx.clone();
-    let http = tokio::spawn(async move {
-        let app = web::app(state);
-        let served = axum::serve(http_listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_shutdown.changed().await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    });
+    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => Some(web::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let http = tokio::spawn(serve_http(
+        http_listener,
+        web::app(state),
+        tls,
+        shutdown_rx.clone(),
+    ));
 
     let ctx = Arc::new(ScpContext {
         config: config.dimse.clone(),
@@ -83,7 +83,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     tracing::info!(
         http = %http_addr,
-        dicomweb = %format!("http://{http_addr}{}", config.http.base_path),
+        dicomweb = %format!("{}://{http_addr}{}", config.http.scheme(), config.http.base_path),
         dimse = %dimse_addr,
         ae_title = %config.dimse.ae_title,
         upstreams = config.upstreams.len(),
@@ -134,6 +134,26 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// HTTPS when a certificate is configured, else plain HTTP/1.1 and h2c.
+async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if let Some(tls) = tls {
+        return web::tls::serve(listener, tls, app, shutdown).await;
+    }
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.changed().await;
+        })
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "HTTP server stopped");
+    }
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -95,6 +95,22 @@ pub struct HttpConfig {
     /// zstd when the client accepts it, as JSON always is: about half the bytes on a slow
     /// link for some CPU. Byte-range responses are never compressed.
     pub compress_pixel_data: bool,
+    /// PEM certificate chain (leaf first): with `tls_key`, the listener speaks HTTPS only,
+    /// offering HTTP/2 and HTTP/1.1 by ALPN.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl HttpConfig {
+    /// `https` when the listener speaks TLS.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -107,6 +123,8 @@ impl Default for HttpConfig {
             qido_default_limit: 1000,
             qido_max_limit: 10_000,
             compress_pixel_data: true,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -316,6 +334,11 @@ impl Config {
         if self.dimse.max_pdu_length < 4096 {
             return Err(ConfigError::Invalid(
                 "dimse.max_pdu_length must be at least 4096".into(),
+            ));
+        }
+        if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "http.tls_cert and http.tls_key go together: set both for HTTPS, or neither".into(),
             ));
         }
         if let Some(uid) = &self.transcode.preferred_frame_syntax {

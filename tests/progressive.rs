@@ -233,3 +233,41 @@ async fn compressed_native_frames_and_http2() {
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.bytes().await.expect("body").to_vec(), plain);
 }
+
+/// With `http.tls_cert`/`tls_key` the listener speaks HTTPS and a standard client gets HTTP/2
+/// by ALPN; plain HTTP to that port gets no answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn https_offers_http2_by_alpn() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let signed = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    std::fs::write(&cert, signed.cert.pem()).expect("write cert");
+    std::fs::write(&key, signed.key_pair.serialize_pem()).expect("write key");
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let gw = Gateway::start_in(
+        &tmp.path().join("cache"),
+        &[
+            ("TSUNAGI_HTTP__TLS_CERT", cert_s),
+            ("TSUNAGI_HTTP__TLS_KEY", key_s),
+        ],
+    );
+    let root = reqwest::Certificate::from_pem(signed.cert.pem().as_bytes()).expect("root");
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(root)
+        .resolve("localhost", gw.http)
+        .build()
+        .expect("https client");
+    let url = format!("https://localhost:{}/dicom-web/studies", gw.http.port());
+    let resp = client.get(&url).send().await.expect("https request");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.text().await.expect("body"), "[]");
+
+    let plain = format!("http://{}/dicom-web/studies", gw.http);
+    assert!(
+        reqwest::get(&plain).await.is_err(),
+        "plain HTTP to the HTTPS port"
+    );
+}

@@ -11,6 +11,7 @@ pub mod pulled;
 pub mod qido;
 pub mod rendered;
 pub mod search;
+pub mod tls;
 pub mod wado;
 
 use std::sync::Arc;
@@ -278,7 +279,7 @@ pub fn base_url(headers: &HeaderMap, config: &Config) -> String {
     };
     let scheme = pick("x-forwarded-proto")
         .filter(|s| s == "http" || s == "https")
-        .unwrap_or_else(|| "http".into());
+        .unwrap_or_else(|| config.http.scheme().into());
     let host = pick("x-forwarded-host")
         .or_else(|| pick("host"))
         .filter(|h| is_sane_host(h))
