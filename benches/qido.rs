@@ -211,42 +211,6 @@ fn bench_qido(c: &mut Criterion) {
         });
     }
     g.finish();
-
-    // What the study list could cost: an index in the list's order, and the total counted by
-    // a separate statement instead of `COUNT(*) OVER ()` (which materialises every match and
-    // so cannot stop after one page). Added last: it changes the schema under the queries.
-    rusqlite::Connection::open(fx._dir.path().join("index.sqlite"))
-        .and_then(|c| {
-            c.execute_batch(
-                "CREATE INDEX study_list_order ON study(study_date DESC, study_time DESC, study_uid);",
-            )
-        })
-        .expect("create index");
-    let page = format!(
-        "SELECT {page_cols} FROM study ORDER BY study_date DESC, study_time DESC, study_uid LIMIT 101"
-    );
-    let mut g = c.benchmark_group("qido_10k_studies_with_order_index");
-    g.warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
-    g.bench_function("qido/study_list", |b| {
-        b.iter(|| handle(&fx.index, QidoLevel::Study, &study_scope, LIST))
-    });
-    g.bench_function("peer/study_list_page_then_count", |b| {
-        b.iter(|| {
-            fx.index
-                .read(|c| {
-                    let mut st = c.prepare_cached(&page)?;
-                    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
-                    let uids = rows.collect::<rusqlite::Result<Vec<String>>>()?;
-                    let total: i64 = c
-                        .prepare_cached("SELECT count(*) FROM study")?
-                        .query_row([], |r| r.get(0))?;
-                    Ok((uids.len(), total))
-                })
-                .expect("page and count")
-        })
-    });
-    g.finish();
 }
 
 criterion_group!(benches, bench_qido);

@@ -146,6 +146,12 @@ async fn serve_http(
     if let Some(tls) = tls {
         return web::tls::serve(listener, tls, app, shutdown).await;
     }
+    use axum::serve::ListenerExt;
+    // Small writes (a part header, the closing delimiter) must not wait for the client's
+    // delayed ACK: without TCP_NODELAY a one-frame response costs ~40 ms more.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;

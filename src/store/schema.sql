@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS study (
 );
 CREATE INDEX IF NOT EXISTS study_patient_id ON study(patient_id);
 CREATE INDEX IF NOT EXISTS study_date_idx ON study(study_date);
+-- QIDO's study order: a page of the study list walks this and stops at its LIMIT.
+CREATE INDEX IF NOT EXISTS study_list_order ON study(study_date DESC, study_time DESC, study_uid);
 CREATE INDEX IF NOT EXISTS study_accession ON study(accession_number);
 
 CREATE TABLE IF NOT EXISTS series (

@@ -82,6 +82,7 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
+        let _ = tcp.set_nodelay(true); // as for plain HTTP (see app::serve_http)
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(app.clone());
         let watcher = graceful.watcher();

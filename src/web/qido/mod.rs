@@ -514,16 +514,28 @@ pub fn run_query(
     base_url: &str,
 ) -> Result<QidoRows, QidoError> {
     let base_url = base_url.trim_end_matches('/');
-    let statement = sql::build(q);
-    let mut stmt = conn.prepare(&statement.sql)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(statement.params.iter()))?;
-    let (mut out, mut total) = (Vec::new(), 0usize);
-    while let Some(row) = rows.next()? {
-        total = usize::try_from(row.get::<_, i64>("qido_total")?).unwrap_or(0);
-        out.push(row::row_to_json(row, q, base_url)?);
+    let query = sql::build(q);
+    let mut out = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(&query.page.sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(query.page.params.iter()))?;
+        while let Some(row) = rows.next()? {
+            out.push(row::row_to_json(row, q, base_url)?);
+        }
     }
-    // No row means offset >= total, so nothing remains either.
-    let remaining = total.saturating_sub(q.offset.saturating_add(out.len()));
+    // A page shorter than the limit is the last one; only a full page needs the count.
+    let remaining = if out.len() < q.limit {
+        0
+    } else {
+        let mut stmt = conn.prepare_cached(&query.count.sql)?;
+        let total: i64 = stmt
+            .query_row(rusqlite::params_from_iter(query.count.params.iter()), |r| {
+                r.get(0)
+            })?;
+        usize::try_from(total)
+            .unwrap_or(0)
+            .saturating_sub(q.offset.saturating_add(out.len()))
+    };
     Ok(QidoRows {
         rows: out,
         remaining,

@@ -1,6 +1,7 @@
-//! SQL generation: one SELECT per query, with every value bound as a parameter.
-//! Table aliases are `s` (study), `se` (series) and `i` (instance); the total number of
-//! matches comes from `COUNT(*) OVER ()` in the same statement, so it is exact.
+//! SQL generation: a page SELECT per query, with every value bound as a parameter, and a
+//! COUNT over the same conditions for when the page is full (so that the page itself can
+//! walk an index in sort order and stop at its LIMIT). Table aliases are `s` (study), `se`
+//! (series) and `i` (instance).
 
 use rusqlite::types::Value as SqlValue;
 
@@ -32,7 +33,13 @@ impl Params {
     }
 }
 
-pub(crate) fn build(q: &QidoQuery) -> Statement {
+/// The page of matches, and the number of all matches (asked only when the page is full).
+pub(crate) struct Query {
+    pub page: Statement,
+    pub count: Statement,
+}
+
+pub(crate) fn build(q: &QidoQuery) -> Query {
     let mut p = Params::default();
     let mut conds = scope_conditions(q, &mut p);
     conds.extend(q.filters.iter().map(|f| condition(q, f, &mut p)));
@@ -41,15 +48,25 @@ pub(crate) fn build(q: &QidoQuery) -> Statement {
     } else {
         conds.join(" AND ")
     };
+    let count = Statement {
+        sql: format!(
+            "SELECT COUNT(*) FROM {} WHERE {where_clause}",
+            from_clause(q.level)
+        ),
+        params: p.0.clone(),
+    };
     let limit = p.bind(i64::try_from(q.limit).unwrap_or(i64::MAX));
     let offset = p.bind(i64::try_from(q.offset).unwrap_or(i64::MAX));
-    let sql = format!(
-        "SELECT {}, COUNT(*) OVER () AS qido_total FROM {} WHERE {where_clause} ORDER BY {} LIMIT {limit} OFFSET {offset}",
-        select_list(q),
-        from_clause(q.level),
-        order_by(q.level),
-    );
-    Statement { sql, params: p.0 }
+    let page = Statement {
+        sql: format!(
+            "SELECT {} FROM {} WHERE {where_clause} ORDER BY {} LIMIT {limit} OFFSET {offset}",
+            select_list(q),
+            from_clause(q.level),
+            order_by(q.level),
+        ),
+        params: p.0,
+    };
+    Query { page, count }
 }
 
 fn levels_upto(level: QidoLevel) -> impl Iterator<Item = QidoLevel> {
