@@ -8,10 +8,11 @@
 //! - [`jobs`]: prefetch jobs (cache warming for referrals) and their scheduler.
 //! - [`transcode`]: per-frame codecs (decode any stored syntax, encode on request) and rendering.
 //! - [`charset`], [`dicom_json`]: text in every Specific Character Set, and DICOM JSON.
-//! - [`config`], [`app`]: configuration and wiring.
+//! - [`config`], [`app`]: configuration and wiring; [`cli`]: admin commands (prefetch, jobs, cache).
 
 pub mod app;
 pub mod charset;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dicom_json;
