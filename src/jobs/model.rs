@@ -280,7 +280,7 @@ impl JobProgress {
     pub fn from_studies(studies: &[StudyView]) -> JobProgress {
         let mut p = JobProgress {
             studies_total: studies.len() as u64,
-            instances_total: Some(0),
+            instances_total: (!studies.is_empty()).then_some(0),
             ..Default::default()
         };
         for s in studies {
