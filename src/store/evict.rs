@@ -527,6 +527,27 @@ mod tests {
         assert_eq!(stats.oldest_access_ms, Some(200_000));
     }
 
+    #[tokio::test]
+    async fn a_leased_study_is_neither_purged_nor_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::StoreConfig {
+            path: dir.path().join("cache"),
+            ..Default::default()
+        };
+        let store = Store::open(&config).await.unwrap();
+        add_study(store.index(), "9", 0, 100);
+        let lease = store.lease("9");
+        assert!(matches!(
+            store.purge_study("9").await,
+            Err(PurgeError::Busy(_))
+        ));
+        assert!(store.evict_to(0).await.unwrap().is_empty());
+        drop(lease);
+        let removed = store.evict_to(0).await.unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].bytes, 100);
+    }
+
     #[test]
     fn deleting_a_study_returns_its_files_and_releases_its_pins() {
         let (_d, index) = index();
