@@ -21,7 +21,10 @@ const AS_STORED: &str = "multipart/related; type=\"application/dicom\"; transfer
 
 /// Hospital A with JP-0001's sample study plus two more studies of JP-0001 (12 and 4
 /// instances) and JP-0005's study. Returns the PACS and JP-0001's studies with their files.
-fn hospital_with_three_studies(tmp: &Path) -> Option<(DcmQrScp, Vec<(String, Vec<PathBuf>)>)> {
+/// A study UID and the files it was made of.
+type Study = (String, Vec<PathBuf>);
+
+fn hospital_with_three_studies(tmp: &Path) -> Option<(DcmQrScp, Vec<Study>)> {
     peer(DCMODIFY, "dcmodify makes more studies for the PACS")?;
     let base = pacs_files("hospa/jp-0001/");
     let (s2, uid2) = clone_study(&base, &tmp.join("s2"), "JP-0001", "20240301", "ACC-2");
