@@ -235,7 +235,7 @@ pub async fn wait(client: &Client, ids: &[i64]) -> Result<bool, CliError> {
             }
             return Ok(ok);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
