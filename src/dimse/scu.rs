@@ -356,3 +356,59 @@ impl UpstreamAssociation {
         let _ = self.conn.abort().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(max_associations: usize) -> Arc<Upstream> {
+        let config = UpstreamConfig {
+            name: "a".into(),
+            ae_title: "A".into(),
+            address: "127.0.0.1:1".into(),
+            retrieve: Default::default(),
+            move_destination: None,
+            max_associations,
+            timeout: Duration::from_secs(30),
+            character_set: "ISO_IR 192".into(),
+            window: None,
+            bandwidth: None,
+        };
+        Arc::new(Upstream::new(config, "US", "US"))
+    }
+
+    #[tokio::test]
+    async fn a_waiting_viewer_gets_the_slot_before_background_work() {
+        let up = upstream(1);
+        let held = up.slot(&Urgency::Interactive).await.unwrap();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let spawn_taker = |urgency: Urgency, who: &'static str| {
+            let (up, order) = (Arc::clone(&up), Arc::clone(&order));
+            tokio::spawn(async move {
+                let slot = up.slot(&urgency).await.unwrap();
+                order.lock().unwrap().push(who);
+                tokio::task::yield_now().await;
+                drop(slot);
+            })
+        };
+        let background = spawn_taker(Urgency::background(), "prefetch");
+        tokio::task::yield_now().await;
+        let viewer = spawn_taker(Urgency::Interactive, "viewer");
+        while up.interactive_waiting.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        viewer.await.unwrap();
+        background.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), vec!["viewer", "prefetch"]);
+    }
+
+    #[test]
+    fn background_work_joined_by_a_viewer_becomes_interactive() {
+        let u = Urgency::background();
+        assert!(!u.is_interactive());
+        assert_eq!(u.priority(), super::super::command::Priority::Low);
+        u.clone().promote();
+        assert!(u.is_interactive());
+    }
+}
