@@ -1,5 +1,6 @@
 //! Wiring: opens the store, binds the HTTP and DIMSE listeners (port 0 picks a free port and
-//! the bound address is logged), runs both under one shutdown signal, and joins them in order.
+//! the bound address is logged), starts the prefetch scheduler and the eviction task, runs
+//! them all under one shutdown signal, and joins them in order.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::dimse::scp::{self, ScpContext, StoreEvent};
+use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::pull::Pull;
 use crate::store::{Store, StoreError};
@@ -33,6 +35,7 @@ pub enum StartError {
 /// A running gateway.
 pub struct Running {
     pub pull: Arc<Pull>,
+    pub jobs: Arc<Jobs>,
     pub http_addr: SocketAddr,
     pub dimse_addr: SocketAddr,
     pub store: Arc<Store>,
@@ -40,6 +43,8 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     http: JoinHandle<()>,
     dimse: JoinHandle<()>,
+    scheduler: Option<JoinHandle<()>>,
+    evictor: JoinHandle<()>,
 }
 
 /// Open everything and start serving.
@@ -56,12 +61,33 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let dimse_addr = local_addr(&dimse_listener, config.dimse.listen);
 
     let pull = Pull::new(&config, Arc::clone(&store), events.clone());
+    let jobs = Jobs::new(
+        Arc::clone(&config),
+        Arc::clone(&store),
+        Arc::clone(&pull),
+        Arc::clone(&metrics),
+    );
     let state = AppState {
         config: Arc::clone(&config),
         store: Arc::clone(&store),
         metrics: Arc::clone(&metrics),
         pull: Arc::clone(&pull),
+        jobs: Arc::clone(&jobs),
     };
+    jobs.set_preparer(web::prepare::preparer(state.clone()));
+    let scheduler = config.jobs.enabled.then(|| {
+        tokio::spawn(crate::jobs::scheduler::run(
+            Arc::clone(&jobs),
+            shutdown_rx.clone(),
+        ))
+    });
+    let evictor = tokio::spawn(crate::store::evict::run(
+        Arc::clone(&store),
+        Arc::clone(&metrics),
+        config.store.max_size,
+        config.store.evict_interval,
+        shutdown_rx.clone(),
+    ));
     let tls = match (&config.http.tls_cert, &config.http.tls_key) {
         (Some(cert), Some(key)) => Some(web::tls::server_config(cert, key)?),
         _ => None,
@@ -92,6 +118,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     );
     Ok(Running {
         pull,
+        jobs,
         http_addr,
         dimse_addr,
         store,
@@ -99,6 +126,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown,
         http,
         dimse,
+        scheduler,
+        evictor,
     })
 }
 
@@ -106,8 +135,12 @@ impl Running {
     /// Stop accepting, let running requests and associations finish, and join.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        if let Some(s) = self.scheduler {
+            let _ = s.await;
+        }
         let _ = self.dimse.await;
         let _ = self.http.await;
+        let _ = self.evictor.await;
         tracing::info!("tsunagi stopped");
     }
 }

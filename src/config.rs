@@ -38,6 +38,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub pull: PullConfig,
     pub transcode: TranscodeConfig,
+    pub jobs: JobsConfig,
     #[serde(rename = "upstream")]
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -141,6 +142,13 @@ pub struct StoreConfig {
     /// Size of the in-memory hot tier, weighed by bytes.
     #[serde(with = "human_bytes")]
     pub memory: u64,
+    /// How long a study pinned by a prefetch job stays after the job's due time (or after
+    /// the job finished, for a job without a due time).
+    #[serde(with = "human_duration")]
+    pub pin_retention: Duration,
+    /// How often the size limit is checked when nothing arrives (arrivals check at once).
+    #[serde(with = "human_duration")]
+    pub evict_interval: Duration,
 }
 
 impl Default for StoreConfig {
@@ -149,6 +157,8 @@ impl Default for StoreConfig {
             path: PathBuf::from("./tsunagi-data"),
             max_size: 50 * (1 << 30),
             memory: 512 * (1 << 20),
+            pin_retention: Duration::from_secs(24 * 3600),
+            evict_interval: Duration::from_secs(60),
         }
     }
 }
@@ -231,6 +241,45 @@ impl Default for TranscodeConfig {
     }
 }
 
+/// Prefetch jobs (cache warming for scheduled referrals) and their scheduler.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Run the scheduler (jobs can still be created and listed when it is off).
+    pub enabled: bool,
+    /// UTC offset of times written without one (due times, upstream windows): "+09:00", "Z".
+    #[serde(with = "human_offset")]
+    pub utc_offset: i32,
+    /// Studies retrieved at once per upstream by prefetch (never more than its
+    /// `max_associations`; keep it below so a viewer always finds a free association).
+    pub per_upstream: usize,
+    /// Attempts per study before it is reported failed.
+    pub attempts: u32,
+    /// Delay before the first retry of a study; doubled for each further attempt.
+    #[serde(with = "human_duration")]
+    pub backoff: Duration,
+    /// Largest delay between two attempts.
+    #[serde(with = "human_duration")]
+    pub max_backoff: Duration,
+    /// After a study arrives, precompute what a viewer asks for first (series thumbnails and
+    /// the frame index of every instance) into the memory tier.
+    pub prepare: bool,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            utc_offset: 0,
+            per_upstream: 1,
+            attempts: 5,
+            backoff: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(3600),
+            prepare: true,
+        }
+    }
+}
+
 /// How we retrieve from an upstream PACS.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -264,6 +313,14 @@ pub struct UpstreamConfig {
     /// Specific Character Set used in C-FIND identifiers sent to this PACS.
     #[serde(default = "default_upstream_charset")]
     pub character_set: String,
+    /// Daily time window for prefetch ("19:00-07:00", in `jobs.utc_offset`); viewer
+    /// retrievals are never held back by it. Unset: any time.
+    #[serde(default)]
+    pub window: Option<String>,
+    /// Approximate bandwidth cap for prefetch ("5Mbit", "2MB"): after each prefetched study
+    /// the next one from this PACS waits until the average stays under it. Unset: no cap.
+    #[serde(default)]
+    pub bandwidth: Option<String>,
 }
 
 fn default_upstream_associations() -> usize {
@@ -331,6 +388,11 @@ impl Config {
                 )));
             }
         }
+        if self.jobs.per_upstream == 0 || self.jobs.attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "jobs.per_upstream and jobs.attempts must be at least 1".into(),
+            ));
+        }
         if self.dimse.max_pdu_length < 4096 {
             return Err(ConfigError::Invalid(
                 "dimse.max_pdu_length must be at least 4096".into(),
@@ -374,6 +436,16 @@ impl Config {
                     "upstream {:?}: max_associations must be at least 1",
                     up.name
                 )));
+            }
+            if let Some(w) = &up.window {
+                DailyWindow::parse(w).map_err(|e| {
+                    ConfigError::Invalid(format!("upstream {:?}: window {e}", up.name))
+                })?;
+            }
+            if let Some(b) = &up.bandwidth {
+                parse_bandwidth(b).map_err(|e| {
+                    ConfigError::Invalid(format!("upstream {:?}: bandwidth {e}", up.name))
+                })?;
             }
             if !up.address.contains(':') {
                 return Err(ConfigError::Invalid(format!(
@@ -515,6 +587,120 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A daily window of minutes since midnight, `start..end`, wrapping past midnight when
+/// `end <= start` ("19:00-07:00").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyWindow {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl DailyWindow {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (a, b) = text
+            .split_once('-')
+            .ok_or_else(|| format!("{text:?} is not a window like \"19:00-07:00\""))?;
+        Ok(DailyWindow {
+            start: parse_hhmm(a)?,
+            end: parse_hhmm(b)?,
+        })
+    }
+
+    /// Is `minute` (minutes since local midnight) inside the window?
+    pub fn contains(&self, minute: u32) -> bool {
+        if self.start < self.end {
+            (self.start..self.end).contains(&minute)
+        } else {
+            minute >= self.start || minute < self.end
+        }
+    }
+
+    /// Minutes from `minute` until the window opens (0 when open).
+    pub fn minutes_until_open(&self, minute: u32) -> u32 {
+        if self.contains(minute) {
+            0
+        } else {
+            (self.start + 1440 - minute) % 1440
+        }
+    }
+}
+
+fn parse_hhmm(text: &str) -> Result<u32, String> {
+    let (h, m) = text
+        .trim()
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?} is not a time like \"19:00\""))?;
+    let h: u32 = h.parse().map_err(|_| format!("bad hour in {text:?}"))?;
+    let m: u32 = m.parse().map_err(|_| format!("bad minute in {text:?}"))?;
+    if h > 24 || m > 59 || (h == 24 && m > 0) {
+        return Err(format!("{text:?} is not a time of day"));
+    }
+    Ok(h * 60 + m)
+}
+
+/// Parse "5Mbit", "100kbit", "2MB" (bytes per second) into bytes per second.
+pub fn parse_bandwidth(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let lower = t.to_ascii_lowercase();
+    let bits = ["gbit", "mbit", "kbit", "bit"]
+        .iter()
+        .find(|u| lower.ends_with(*u))
+        .map(|u| (t.len() - u.len(), *u));
+    let rate = match bits {
+        Some((at, unit)) => {
+            let n: f64 = t[..at]
+                .trim()
+                .parse()
+                .map_err(|_| format!("{text:?} is not a rate like \"5Mbit\""))?;
+            let mult = match unit {
+                "gbit" => 1e9,
+                "mbit" => 1e6,
+                "kbit" => 1e3,
+                _ => 1.0,
+            };
+            (n * mult / 8.0) as u64
+        }
+        None => parse_bytes(t.trim_end_matches("/s"))?,
+    };
+    if rate == 0 {
+        return Err(format!("{text:?} is zero"));
+    }
+    Ok(rate)
+}
+
+/// Parse a UTC offset: "Z", "+09:00", "-05:30", "+0900" into seconds east of UTC.
+pub fn parse_offset(text: &str) -> Result<i32, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("z") || t.eq_ignore_ascii_case("utc") {
+        return Ok(0);
+    }
+    let bad = || format!("{text:?} is not a UTC offset like \"+09:00\"");
+    let (sign, rest) = match t.as_bytes().first() {
+        Some(b'+') => (1, &t[1..]),
+        Some(b'-') => (-1, &t[1..]),
+        _ => return Err(bad()),
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let h: i32 = digits[..2].parse().map_err(|_| bad())?;
+    let m: i32 = digits[2..].parse().map_err(|_| bad())?;
+    if h > 14 || m > 59 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 3600 + m * 60))
+}
+
+mod human_offset {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_offset(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 mod human_bytes {
     use serde::{Deserialize, Deserializer};
 
@@ -606,6 +792,26 @@ mod tests {
         assert!(parse_bytes("12 parsecs").is_err());
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn windows_rates_and_offsets() {
+        let w = DailyWindow::parse("19:00-07:00").unwrap();
+        assert!(w.contains(20 * 60) && w.contains(6 * 60) && !w.contains(12 * 60));
+        assert_eq!(w.minutes_until_open(18 * 60), 60);
+        let day = DailyWindow::parse("09:00-17:30").unwrap();
+        assert!(day.contains(9 * 60) && !day.contains(17 * 60 + 30));
+        assert!(DailyWindow::parse("25:00-01:00").is_err());
+        assert_eq!(parse_bandwidth("5Mbit").unwrap(), 625_000);
+        assert_eq!(parse_bandwidth("2MB").unwrap(), 2_000_000);
+        assert!(parse_bandwidth("0bit").is_err());
+        assert_eq!(parse_offset("+09:00").unwrap(), 9 * 3600);
+        assert_eq!(parse_offset("-0530").unwrap(), -(5 * 3600 + 1800));
+        assert_eq!(parse_offset("Z").unwrap(), 0);
+        assert!(parse_offset("9").is_err());
+        let bad =
+            "[[upstream]]\nname = \"a\"\nae_title = \"A\"\naddress = \"h:1\"\nwindow = \"7pm\"\n";
+        assert!(Config::from_toml_with_env(bad, "t", std::iter::empty()).is_err());
     }
 
     #[test]

@@ -19,6 +19,10 @@ const AFTER_HELP: &str = "Examples:
   TSUNAGI_HTTP__LISTEN=0.0.0.0:8080 tsunagi serve
   tsunagi config                         print the effective configuration and exit
   tsunagi echo                           C-ECHO every configured hospital PACS
+  tsunagi prefetch --patient JP-0001 --due 2026-12-01T09:00 --wait
+  tsunagi prefetch --from referrals.csv  one prefetch job per referral
+  tsunagi jobs                           list prefetch jobs
+  tsunagi cache stats                    size, hit ratio, pinned studies
 
 Then push and read:
   storescu -aec TSUNAGI 127.0.0.1 11112 study/*.dcm
@@ -60,13 +64,41 @@ enum Command {
         #[arg(long, short, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Create a prefetch job on a running gateway (or one per line of a referrals CSV).
+    #[command(
+        after_help = "Examples:\n  tsunagi prefetch --patient JP-0001 --upstream hospital-a --due 2026-12-01T09:00 --wait\n  tsunagi prefetch --accession ACC-778 --modality CT --last 3\n  tsunagi prefetch --from referrals.csv --wait\n\nreferrals.csv: patient_id,issuer_or_upstream,due,accession_number,modality (see README)."
+    )]
+    Prefetch {
+        #[command(flatten)]
+        args: tsunagi::cli::PrefetchArgs,
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// List prefetch jobs, or show, follow (--wait) or cancel one.
+    Jobs {
+        #[command(flatten)]
+        args: tsunagi::cli::JobsArgs,
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Cache statistics and purge, on a running gateway.
+    Cache {
+        #[command(subcommand)]
+        command: tsunagi::cli::CacheCommand,
+        #[arg(long, short, value_name = "PATH", global = true)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let (Command::Serve { config } | Command::Config { config } | Command::Echo { config, .. }) =
-        &cli.command;
+    let (Command::Serve { config }
+    | Command::Config { config }
+    | Command::Echo { config, .. }
+    | Command::Prefetch { config, .. }
+    | Command::Jobs { config, .. }
+    | Command::Cache { config, .. }) = &cli.command;
     let cfg = match tsunagi::config::Config::load(config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -81,6 +113,29 @@ fn main() -> ExitCode {
         }
         Command::Serve { .. } => serve(cfg),
         Command::Echo { upstream, .. } => echo(cfg, upstream.as_deref()),
+        Command::Prefetch { args, .. } => admin(|| tsunagi::cli::prefetch(&cfg, args)),
+        Command::Jobs { args, .. } => admin(|| tsunagi::cli::jobs(&cfg, args)),
+        Command::Cache { command, .. } => admin(|| tsunagi::cli::cache(&cfg, command)),
+    }
+}
+
+/// Run an admin command against the gateway: 0 on success, 1 when something it followed
+/// failed, 2 when the command itself could not be carried out.
+fn admin<F, Fut>(command: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, tsunagi::cli::CliError>>,
+{
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match rt.block_on(command()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("tsunagi: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -38,6 +38,18 @@ counters! {
     wado_frames_total: "Frames sent by WADO-RS.",
     wado_bytes_total: "Body bytes of WADO-RS instance and frame parts.",
     frames_converted_total: "Frames encoded in another transfer syntax (conversion cache misses).",
+    cache_hits_total: "WADO-RS reads answered from the cache alone.",
+    cache_misses_total: "WADO-RS reads that needed a retrieve from a PACS.",
+    evicted_studies_total: "Studies evicted to keep the cache within store.max_size.",
+    evicted_bytes_total: "Bytes evicted to keep the cache within store.max_size.",
+    purged_studies_total: "Studies purged by an administrator.",
+    jobs_created_total: "Prefetch jobs created.",
+    jobs_late_total: "Prefetch jobs that were not finished by their due time.",
+    prefetch_studies_done_total: "Studies a prefetch job brought in completely.",
+    prefetch_studies_failed_total: "Studies a prefetch job gave up on after its attempts.",
+    prefetch_retries_total: "Prefetch study attempts that failed and were scheduled again.",
+    prefetch_instances_total: "Instances that arrived for prefetch jobs.",
+    prefetch_bytes_total: "Bytes of studies completed by prefetch jobs.",
 }
 
 impl Metrics {

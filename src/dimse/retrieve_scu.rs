@@ -9,10 +9,10 @@ use std::time::Duration;
 use dicom_core::VR;
 use dicom_dictionary_std::tags;
 
-use super::command::{tag, Command, CommandField, Priority, Status, StatusClass};
+use super::command::{tag, Command, CommandField, Status, StatusClass};
 use super::find_scu::{encode_identifier, Key, QueryLevel};
 use super::scu::{
-    Proposal, ScuError, Upstream, UpstreamAssociation, STUDY_ROOT_GET, STUDY_ROOT_MOVE,
+    Proposal, ScuError, Upstream, UpstreamAssociation, Urgency, STUDY_ROOT_GET, STUDY_ROOT_MOVE,
     UNCOMPRESSED,
 };
 use super::store_scp::store_and_answer;
@@ -101,11 +101,12 @@ pub fn idle_limit(up: &Upstream) -> Duration {
 pub async fn c_move(
     up: &Upstream,
     target: &RetrieveTarget,
+    urgency: &Urgency,
     arrived: impl Fn() -> usize,
     mut progress: impl FnMut(SubOps),
 ) -> Result<RetrieveOutcome, ScuError> {
     let mut assoc = up
-        .associate(&[Proposal::new(STUDY_ROOT_MOVE, &UNCOMPRESSED)])
+        .associate_for(&[Proposal::new(STUDY_ROOT_MOVE, &UNCOMPRESSED)], urgency)
         .await?;
     let (pc, ts) = assoc.accepted_context(STUDY_ROOT_MOVE)?;
     let identifier = encode_identifier(
@@ -118,7 +119,7 @@ pub async fn c_move(
     let mut rq = Command::new(CommandField::CMoveRq, true);
     rq.set_u16(tag::MESSAGE_ID, up.next_message_id());
     rq.set_uid(tag::AFFECTED_SOP_CLASS_UID, STUDY_ROOT_MOVE);
-    rq.set_u16(tag::PRIORITY, Priority::Medium.code());
+    rq.set_u16(tag::PRIORITY, urgency.priority().code());
     rq.set_text(tag::MOVE_DESTINATION, &up.move_destination);
     assoc.send_command(pc, &rq).await?;
     assoc.send_data_set(pc, &identifier).await?;
@@ -132,10 +133,11 @@ pub async fn c_get(
     up: &Upstream,
     store: &Arc<Store>,
     target: &RetrieveTarget,
+    urgency: &Urgency,
     on_stored: impl Fn(&StoredInstance),
     mut progress: impl FnMut(SubOps),
 ) -> Result<RetrieveOutcome, ScuError> {
-    let mut assoc = up.associate(&get_proposals()).await?;
+    let mut assoc = up.associate_for(&get_proposals(), urgency).await?;
     let (pc, ts) = assoc.accepted_context(STUDY_ROOT_GET)?;
     let identifier = encode_identifier(
         target.level(),
@@ -147,7 +149,7 @@ pub async fn c_get(
     let mut rq = Command::new(CommandField::CGetRq, true);
     rq.set_u16(tag::MESSAGE_ID, up.next_message_id());
     rq.set_uid(tag::AFFECTED_SOP_CLASS_UID, STUDY_ROOT_GET);
-    rq.set_u16(tag::PRIORITY, Priority::Medium.code());
+    rq.set_u16(tag::PRIORITY, urgency.priority().code());
     assoc.send_command(pc, &rq).await?;
     assoc.send_data_set(pc, &identifier).await?;
     let calling = up.config.ae_title.clone();

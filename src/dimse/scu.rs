@@ -1,9 +1,11 @@
 //! Outbound associations to hospital PACS: at most `max_associations` at once per upstream
 //! (a clinical system is never flooded), connect and DIMSE timeouts on every one, TCP_NODELAY,
-//! and an explicit release at the end. The DIMSE operations on top live in `find_scu`,
+//! and an explicit release at the end. Viewers go first: a background (prefetch) association
+//! takes a slot only while no interactive request waits for one, and becomes interactive the
+//! moment a viewer joins the retrieve it serves ([`Urgency`]). The DIMSE operations on top live in `find_scu`,
 //! `retrieve_scu` and here (C-ECHO).
 
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,7 @@ use dicom_ul::association::client::AsyncClientAssociation;
 use dicom_ul::pdu::PresentationContextResultReason;
 use dicom_ul::ClientAssociationOptions;
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::command::{tag, Command, CommandField, Status};
 use super::connection::{DimseConnection, DimseError, Event};
@@ -55,6 +57,44 @@ impl ScuError {
     }
 }
 
+/// Who an association is for: a viewer waiting now, or background work (prefetch) that
+/// yields to viewers. The flag turns a background request interactive (a viewer joined).
+#[derive(Debug, Clone, Default)]
+pub enum Urgency {
+    #[default]
+    Interactive,
+    Background(Arc<AtomicBool>),
+}
+
+impl Urgency {
+    pub fn background() -> Self {
+        Urgency::Background(Arc::new(AtomicBool::new(false)))
+    }
+
+    pub fn is_interactive(&self) -> bool {
+        match self {
+            Urgency::Interactive => true,
+            Urgency::Background(promoted) => promoted.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A viewer now waits for this work.
+    pub fn promote(&self) {
+        if let Urgency::Background(p) = self {
+            p.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The DIMSE Priority to send with a C-MOVE or C-GET.
+    pub fn priority(&self) -> super::command::Priority {
+        if self.is_interactive() {
+            super::command::Priority::Medium
+        } else {
+            super::command::Priority::Low
+        }
+    }
+}
+
 /// One hospital PACS as a peer: its configuration and its association budget.
 pub struct Upstream {
     pub config: UpstreamConfig,
@@ -62,6 +102,9 @@ pub struct Upstream {
     pub calling_ae: String,
     pub move_destination: String,
     slots: Arc<Semaphore>,
+    /// Interactive requests waiting for a slot; background work waits while any do.
+    interactive_waiting: AtomicUsize,
+    slot_freed: Notify,
     message_ids: AtomicU16,
 }
 
@@ -95,6 +138,8 @@ impl Upstream {
     pub fn new(config: UpstreamConfig, calling_ae: &str, move_destination: &str) -> Self {
         Upstream {
             slots: Arc::new(Semaphore::new(config.max_associations)),
+            interactive_waiting: AtomicUsize::new(0),
+            slot_freed: Notify::new(),
             config,
             calling_ae: calling_ae.into(),
             move_destination: move_destination.into(),
@@ -122,11 +167,45 @@ impl Upstream {
 
     /// Wait for a free slot (bounded by the timeout), then associate.
     pub async fn associate(&self, proposals: &[Proposal]) -> Result<UpstreamAssociation, ScuError> {
+        self.associate_for(proposals, &Urgency::Interactive).await
+    }
+
+    /// Wait for a slot: an interactive request at most the timeout, background work for as
+    /// long as interactive requests are waiting (it checks again every 200 ms).
+    async fn slot(&self, urgency: &Urgency) -> Result<OwnedSemaphorePermit, ScuError> {
+        while !urgency.is_interactive() {
+            if self.interactive_waiting.load(Ordering::Acquire) == 0 {
+                if let Ok(p) = Arc::clone(&self.slots).try_acquire_owned() {
+                    return Ok(p);
+                }
+            }
+            tokio::select! {
+                _ = self.slot_freed.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+        self.interactive_waiting.fetch_add(1, Ordering::AcqRel);
+        let slot =
+            tokio::time::timeout(self.timeout(), Arc::clone(&self.slots).acquire_owned()).await;
+        self.interactive_waiting.fetch_sub(1, Ordering::AcqRel);
+        self.slot_freed.notify_waiters();
+        slot.map_err(|_| self.timeout_error())?
+            .map_err(|_| self.failed("association pool closed"))
+    }
+
+    /// Associations in use right now (for the scheduler and tests).
+    pub fn busy_slots(&self) -> usize {
+        self.config.max_associations - self.slots.available_permits()
+    }
+
+    /// [`Upstream::associate`] on behalf of `urgency`.
+    pub async fn associate_for(
+        &self,
+        proposals: &[Proposal],
+        urgency: &Urgency,
+    ) -> Result<UpstreamAssociation, ScuError> {
         let timeout = self.timeout();
-        let slot = tokio::time::timeout(timeout, Arc::clone(&self.slots).acquire_owned())
-            .await
-            .map_err(|_| self.timeout_error())?
-            .map_err(|_| self.failed("association pool closed"))?;
+        let slot = self.slot(urgency).await?;
         let mut options = ClientAssociationOptions::new()
             .calling_ae_title(self.calling_ae.clone())
             .called_ae_title(self.config.ae_title.clone())
@@ -275,5 +354,61 @@ impl UpstreamAssociation {
 
     pub async fn abort(self) {
         let _ = self.conn.abort().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(max_associations: usize) -> Arc<Upstream> {
+        let config = UpstreamConfig {
+            name: "a".into(),
+            ae_title: "A".into(),
+            address: "127.0.0.1:1".into(),
+            retrieve: Default::default(),
+            move_destination: None,
+            max_associations,
+            timeout: Duration::from_secs(30),
+            character_set: "ISO_IR 192".into(),
+            window: None,
+            bandwidth: None,
+        };
+        Arc::new(Upstream::new(config, "US", "US"))
+    }
+
+    #[tokio::test]
+    async fn a_waiting_viewer_gets_the_slot_before_background_work() {
+        let up = upstream(1);
+        let held = up.slot(&Urgency::Interactive).await.unwrap();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let spawn_taker = |urgency: Urgency, who: &'static str| {
+            let (up, order) = (Arc::clone(&up), Arc::clone(&order));
+            tokio::spawn(async move {
+                let slot = up.slot(&urgency).await.unwrap();
+                order.lock().unwrap().push(who);
+                tokio::task::yield_now().await;
+                drop(slot);
+            })
+        };
+        let background = spawn_taker(Urgency::background(), "prefetch");
+        tokio::task::yield_now().await;
+        let viewer = spawn_taker(Urgency::Interactive, "viewer");
+        while up.interactive_waiting.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        viewer.await.unwrap();
+        background.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), vec!["viewer", "prefetch"]);
+    }
+
+    #[test]
+    fn background_work_joined_by_a_viewer_becomes_interactive() {
+        let u = Urgency::background();
+        assert!(!u.is_interactive());
+        assert_eq!(u.priority(), super::super::command::Priority::Low);
+        u.clone().promote();
+        assert!(u.is_interactive());
     }
 }

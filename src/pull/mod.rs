@@ -80,7 +80,8 @@ impl Pull {
         self.upstreams.iter().find(|u| u.name() == name)
     }
 
-    fn note_location(&self, study: &str, upstream: &str) {
+    /// Remember that `upstream` holds `study` (retrieves try it first).
+    pub fn note_location(&self, study: &str, upstream: &str) {
         let mut known = self.locations.get(study).unwrap_or_default();
         if !known.iter().any(|n| n == upstream) {
             known.push(upstream.to_string());

@@ -15,7 +15,8 @@ use crate::config::RetrieveMethod;
 use crate::dimse::find_scu::{self, Key, QueryLevel};
 use crate::dimse::retrieve_scu::{self, RetrieveOutcome, RetrieveTarget, SubOps};
 use crate::dimse::scp::StoreEvent;
-use crate::dimse::scu::{ScuError, Upstream};
+use crate::dimse::scu::{ScuError, Upstream, Urgency};
+use crate::store::StudyLease;
 
 /// Why a retrieve produced nothing usable.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -52,6 +53,10 @@ pub struct Progress {
 pub struct Retrieval {
     pub target: RetrieveTarget,
     state: watch::Sender<Progress>,
+    /// Background (prefetch) until a viewer joins.
+    urgency: Urgency,
+    /// Keeps the study from eviction while instances land.
+    _lease: StudyLease,
 }
 
 /// Does a running retrieve of `running` bring everything `wanted` needs?
@@ -62,19 +67,39 @@ fn covers(running: &RetrieveTarget, wanted: &RetrieveTarget) -> bool {
 }
 
 impl Pull {
-    /// Start the retrieve of `target`, or join a running one that covers it.
+    /// Start the retrieve of `target` for a viewer, or join a running one that covers it
+    /// (a prefetch it joins becomes interactive).
     pub fn retrieve(self: &Arc<Self>, target: RetrieveTarget) -> watch::Receiver<Progress> {
+        self.retrieve_as(target, Urgency::Interactive)
+    }
+
+    /// Start or join the retrieve of `target` for background work (prefetch): it takes an
+    /// association only while no viewer waits for one, and sends DIMSE priority LOW.
+    pub fn prefetch(self: &Arc<Self>, target: RetrieveTarget) -> watch::Receiver<Progress> {
+        self.retrieve_as(target, Urgency::background())
+    }
+
+    fn retrieve_as(
+        self: &Arc<Self>,
+        target: RetrieveTarget,
+        urgency: Urgency,
+    ) -> watch::Receiver<Progress> {
         let mut running = match self.running.lock() {
             Ok(r) => r,
             Err(poisoned) => poisoned.into_inner(),
         };
         if let Some(r) = running.values().find(|r| covers(&r.target, &target)) {
+            if urgency.is_interactive() {
+                r.urgency.promote();
+            }
             return r.state.subscribe();
         }
         let (state, rx) = watch::channel(Progress::default());
         let retrieval = Arc::new(Retrieval {
             target: target.clone(),
             state,
+            _lease: self.store.lease(&target.study),
+            urgency,
         });
         running.insert(target, Arc::clone(&retrieval));
         drop(running);
@@ -227,7 +252,7 @@ impl Pull {
         match up.config.retrieve {
             RetrieveMethod::CMove => {
                 let arrived = || r.state.borrow().arrived.len();
-                retrieve_scu::c_move(up, &r.target, arrived, progress).await
+                retrieve_scu::c_move(up, &r.target, &r.urgency, arrived, progress).await
             }
             RetrieveMethod::CGet => {
                 let events = self.events.clone();
@@ -240,7 +265,8 @@ impl Pull {
                         move_originator_message_id: None,
                     });
                 };
-                retrieve_scu::c_get(up, &self.store, &r.target, on_stored, progress).await
+                retrieve_scu::c_get(up, &self.store, &r.target, &r.urgency, on_stored, progress)
+                    .await
             }
         }
     }

@@ -1,9 +1,11 @@
 //! The cache: instance files on disk (written durably before anything else knows about them),
 //! the SQLite index of their attributes, and a small in-memory hot tier (moka, weighed by
-//! bytes) for what viewers ask for again and again. Owns ingest, lookup and start-up repair.
+//! bytes) for what viewers ask for again and again. Owns ingest, lookup and start-up repair;
+//! `evict` keeps the disk cache within its size (LRU, pins, leases, purge).
 //! All blocking work (fsync, parsing, SQLite) runs on the blocking pool.
 
 pub mod disk;
+pub mod evict;
 pub mod index;
 pub mod ingest;
 pub mod layout;
@@ -17,6 +19,7 @@ use crate::config::StoreConfig;
 use crate::types::Uid;
 pub use disk::FileMeta;
 use disk::{Disk, PendingFile};
+pub use evict::{CacheStats, PurgeError, Removed, StudyLease};
 pub use index::{Index, InstanceRecord, RetrievalRecord, Selector};
 use ingest::IndexedInstance;
 
@@ -64,6 +67,9 @@ pub struct Store {
     index: Arc<Index>,
     hot: moka::future::Cache<String, Bytes>,
     frame_indexes: moka::future::Cache<String, Arc<layout::FrameIndex>>,
+    access: evict::AccessLog,
+    leases: Arc<evict::Leases>,
+    arrived: tokio::sync::Notify,
 }
 
 /// An instance being received: bytes go straight to a temp file.
@@ -98,6 +104,9 @@ impl Store {
                     })
                     .max_capacity((memory / 16).max(1 << 20))
                     .build(),
+                access: Default::default(),
+                leases: Default::default(),
+                arrived: tokio::sync::Notify::new(),
             };
             store.repair()?;
             Ok(Arc::new(store))
@@ -267,6 +276,8 @@ impl PendingInstance {
             if let Some(old) = moved_from {
                 let _ = std::fs::remove_file(store.disk.absolute(&old));
             }
+            store.touch(indexed.study_uid.as_str());
+            store.arrived.notify_one();
             Ok(StoredInstance {
                 study_uid: indexed.study_uid,
                 series_uid: indexed.series_uid,

@@ -84,3 +84,52 @@ CREATE TABLE IF NOT EXISTS retrieval (
     finished_at               INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS retrieval_study ON retrieval(study_uid);
+
+-- Cache management (store/evict.rs). Last read or write of each study, in unix milliseconds
+-- (recorded in batches); eviction removes the least recently used unpinned studies first.
+CREATE TABLE IF NOT EXISTS study_access (
+    study_uid                 TEXT PRIMARY KEY,
+    last_access               INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS study_access_time ON study_access(last_access);
+
+-- A study kept out of eviction by a holder (e.g. "job:12") until a time (unix seconds;
+-- NULL: until the holder releases it).
+CREATE TABLE IF NOT EXISTS pin (
+    study_uid                 TEXT NOT NULL,
+    holder                    TEXT NOT NULL,
+    until                     INTEGER,
+    PRIMARY KEY (study_uid, holder)
+);
+CREATE INDEX IF NOT EXISTS pin_holder ON pin(holder);
+
+-- Prefetch jobs (src/jobs/). `spec_json` is the request as accepted (jobs::JobSpec);
+-- state: resolving | queued | done | failed | cancelled.
+CREATE TABLE IF NOT EXISTS job (
+    id                        INTEGER PRIMARY KEY AUTOINCREMENT,
+    spec_json                 TEXT NOT NULL,
+    due                       INTEGER,                    -- unix seconds
+    priority                  INTEGER NOT NULL DEFAULT 0, -- higher first among equal due times
+    state                     TEXT NOT NULL,
+    message                   TEXT NOT NULL DEFAULT '',
+    created_at                INTEGER NOT NULL,
+    updated_at                INTEGER NOT NULL,
+    finished_at               INTEGER
+);
+CREATE INDEX IF NOT EXISTS job_state ON job(state);
+
+-- The studies a job found, one row each; state: queued | running | done | failed | cancelled.
+CREATE TABLE IF NOT EXISTS job_study (
+    job_id                    INTEGER NOT NULL REFERENCES job(id) ON DELETE CASCADE,
+    study_uid                 TEXT NOT NULL,
+    upstream                  TEXT NOT NULL,
+    state                     TEXT NOT NULL,
+    instances_total           INTEGER,                    -- from C-FIND, when the PACS says
+    instances_done            INTEGER NOT NULL DEFAULT 0, -- arrived by this job's retrieves
+    bytes_done                INTEGER NOT NULL DEFAULT 0,
+    attempts                  INTEGER NOT NULL DEFAULT 0,
+    next_try_at               INTEGER NOT NULL DEFAULT 0, -- unix seconds
+    error                     TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (job_id, study_uid)
+);
+CREATE INDEX IF NOT EXISTS job_study_state ON job_study(state);

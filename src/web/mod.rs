@@ -7,6 +7,7 @@ pub mod byte_range;
 pub mod convert;
 pub mod multipart;
 pub mod negotiate;
+pub mod prepare;
 pub mod pulled;
 pub mod qido;
 pub mod rendered;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
     pub pull: Arc<Pull>,
+    pub jobs: Arc<crate::jobs::Jobs>,
 }
 
 /// Errors answered to HTTP clients, each with a message saying what is wrong.
@@ -47,6 +49,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     NotAcceptable(String),
+    /// The resource is busy or in a state that forbids the request (admin API).
+    #[error("{0}")]
+    Conflict(String),
     /// An upstream PACS failed (the request itself was fine).
     #[error("{0}")]
     BadGateway(String),
@@ -73,6 +78,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -178,6 +184,7 @@ pub fn app(state: AppState) -> Router {
     router
         .route("/metrics", get(admin::metrics))
         .route("/healthz", get(admin::health))
+        .merge(admin::routes())
         .layer(cors(&state.config.http.cors_allow_origins))
         .with_state(state)
 }

@@ -13,6 +13,7 @@ use super::multipart::{self, PartError, PartWriter};
 use super::negotiate::MediaRange;
 use super::{ApiError, AppState};
 use crate::dimse::retrieve_scu::RetrieveTarget;
+use crate::metrics::Metrics;
 use crate::pull::retrieve::{wait_for_instance, wait_until_done, Finished};
 use crate::pull::{Progress, RetrieveError};
 use crate::store::{InstanceRecord, Selector};
@@ -21,6 +22,7 @@ use crate::store::{InstanceRecord, Selector};
 /// it) when it is not.
 pub async fn ensure_instance(state: &AppState, target: RetrieveTarget) -> Result<(), ApiError> {
     let sop = target.instance.clone().unwrap_or_default();
+    Metrics::inc(&state.metrics.cache_misses_total);
     let rx = state.pull.retrieve(target);
     wait_for_instance(rx, &sop, state.pull.config.wait).await?;
     Ok(())
@@ -32,6 +34,7 @@ pub async fn ensure_complete(
     state: &AppState,
     target: RetrieveTarget,
 ) -> Result<Option<String>, ApiError> {
+    Metrics::inc(&state.metrics.cache_misses_total);
     let rx = state.pull.retrieve(target);
     let progress = wait_until_done(rx, state.pull.config.wait).await?;
     match progress.done {
@@ -59,6 +62,7 @@ pub async fn progressive_retrieve(
     target: RetrieveTarget,
     ranges: Vec<MediaRange>,
 ) -> Result<Response, ApiError> {
+    Metrics::inc(&state.metrics.cache_misses_total);
     let mut rx = state.pull.retrieve(target.clone());
     wait_for_first(&mut rx, state.pull.config.wait).await?;
     let boundary = multipart::new_boundary();
@@ -116,6 +120,7 @@ async fn stream_arrivals(
     target: RetrieveTarget,
     ranges: Vec<MediaRange>,
 ) {
+    let _lease = state.store.lease(&target.study);
     let mut sent = 0usize;
     loop {
         let (new, done) = {

@@ -2,6 +2,7 @@
 //! the committed samples and their manifest, and real peers (DCMTK) with loud skips.
 #![allow(dead_code)]
 pub mod pacs;
+pub mod studies;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -89,6 +89,9 @@ pub(super) async fn lookup(
     target: &Target,
 ) -> Result<Vec<InstanceRecord>, ApiError> {
     let records = local_records(state, target).await?;
+    if !records.is_empty() {
+        Metrics::inc(&state.metrics.cache_hits_total);
+    }
     if !records.is_empty() || !state.pull.enabled() || target.instance.is_none() {
         return found(records, target);
     }
@@ -124,6 +127,9 @@ pub(super) async fn local_records(
         })
     })
     .await??;
+    if !records.is_empty() {
+        state.store.touch(&target.study);
+    }
     Ok(records)
 }
 

@@ -44,6 +44,7 @@ async fn retrieve(
         return pulled::progressive_retrieve(state, target.retrieve_target(), ranges).await;
     }
     let records = found(records, &target)?;
+    Metrics::inc(&state.metrics.cache_hits_total);
     let mut plan = Vec::with_capacity(records.len());
     let mut refused: Vec<&str> = Vec::new();
     for r in &records {
@@ -68,7 +69,8 @@ async fn retrieve(
     let content_type = multipart::content_type("application/dicom", None, &boundary);
     let (writer, body) = multipart::channel(boundary);
     let skipped = refused.len();
-    tokio::spawn(send_instances(state.clone(), writer, plan));
+    let lease = state.store.lease(&target.study);
+    tokio::spawn(send_instances(state.clone(), writer, plan, lease));
     let mut resp = (StatusCode::OK, body).into_response();
     set_header(&mut resp, header::CONTENT_TYPE, &content_type);
     set_cache_headers(&mut resp, &etag, target.instance.is_some());
@@ -123,7 +125,13 @@ pub(in crate::web) async fn plan_instance(
     })
 }
 
-async fn send_instances(state: AppState, mut w: PartWriter, plan: Vec<Planned>) {
+/// Streams the parts; `_lease` keeps the study from eviction until the last one is sent.
+async fn send_instances(
+    state: AppState,
+    mut w: PartWriter,
+    plan: Vec<Planned>,
+    _lease: crate::store::StudyLease,
+) {
     for p in plan {
         match send_instance(&state, &mut w, &p).await {
             Ok(()) => {}
