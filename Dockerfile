@@ -2,6 +2,8 @@
 #   docker build -t tsunagi .
 #   docker run -p 8080:8080 -p 11112:11112 -v tsunagi-data:/data tsunagi
 FROM rust:1.95-bookworm AS build
+# cmake builds CharLS (JPEG-LS) from source; the other codecs build with the C/C++ compiler
+RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
