@@ -50,7 +50,7 @@ RTT_MS = float(os.environ.get("RTT_MS", "20"))
 SLICES = int(os.environ.get("SLICES", "200"))
 RUNS = int(os.environ.get("RUNS", "3"))
 RANGE_BYTES = int(os.environ.get("RANGE_BYTES", "65536"))
-PREVIEW_QUERY = os.environ.get("PREVIEW_QUERY", "")
+PREVIEW_QUERY = os.environ.get("PREVIEW_QUERY", "auto")
 WORKERS = int(os.environ.get("WORKERS", "6"))
 MODES = os.environ.get("MODES", "stored htj2k progressive preview").split()
 REPORT = ROOT / "target" / "bench-link-report.md"
@@ -71,7 +71,9 @@ MODE_TEXT = {
     "stored": "as stored (OHIF's default request)",
     "htj2k": "lossless HTJ2K (.201)",
     "progressive": f"progressive HTJ2K RPCL (.202), first {RANGE_BYTES // 1024} KiB then the rest",
-    "preview": "rendered JPEG preview, then as stored",
+    "preview": "rendered JPEG preview" + (" (the header's window)" if PREVIEW_QUERY == "auto" else
+                                          f" (?{PREVIEW_QUERY})" if PREVIEW_QUERY else
+                                          " (server's default rendering)") + ", then as stored",
 }
 PY = sys.executable
 PROCS = bp.PROCS
@@ -207,7 +209,7 @@ def start_orthanc(ct: dict, files: list[str]) -> dict:
         "IndexDirectory": str(d / "db"), "Plugins": [ORTHANC_DICOMWEB],
         "RemoteAccessAllowed": True, "AuthenticationEnabled": False,
         "DicomAlwaysAllowStore": True, "DicomCheckCalledAet": False,
-        "KeepAlive": True, "KeepAliveTimeout": 60, "SaveJobs": False,
+        "KeepAlive": True, "SaveJobs": False,  # 1.10 has no KeepAliveTimeout: 1 s, fixed
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
     }
     (d / "orthanc.json").write_text(json.dumps(cfg, indent=1))
@@ -411,17 +413,20 @@ def report(ctx: dict) -> str:
     if {"stored", "preview"} & set(MODES):
         L.append("| every as-stored frame, both servers | SHA-1 of the received pixels = the source's |")
     L.append("")
-    L.append("Requests of one load (the last run): count × mean bytes read per response (head + body as sent).")
+    L.append("Requests of one load (the last run): count × mean bytes read per response (head + body "
+             "as sent), and the TCP connections it took (6 when every keep-alive connection lasts; "
+             "Orthanc 1.10 closes one after 1 s, its fixed keep-alive timeout, and the viewer reconnects "
+             "as a browser does).")
     L.append("")
-    L.append("| mode | server | requests |")
-    L.append("|---|---|---|")
+    L.append("| mode | server | requests | connections |")
+    L.append("|---|---|---|---|")
     for mode in MODES:
         for server in ("tsunagi", "orthanc"):
             R = res[server].get(mode)
             if R:
                 parts = [f"{k} {x['n']} × {x['rx'] / max(x['n'], 1) / 1e3:.1f} kB"
                          for k, x in R["kinds"].items()]
-                L.append(f"| {mode} | {server} | {'; '.join(parts)} |")
+                L.append(f"| {mode} | {server} | {'; '.join(parts)} | {R['connections']} |")
     L.append("")
     L.append("Untimed warm-up on the servers' loopback (no link; Tsunagi encodes its HTJ2K codestreams "
              "here, later loads read them from its memory tier):")
@@ -568,6 +573,7 @@ def main() -> int:
                     R["veth"].append(veth)
                     R["meta"].append(v["metadata_s"])
                     R["kinds"] = v["kinds"]  # the last run's: requests and bytes per kind
+                    R["connections"] = v["connections"]
                     say(f"run {r} {mode:11s} {server:7s}: metadata {v['metadata_s']:.2f} s, first image "
                         f"{v['first_usable_s']:.2f} s, all {v['all_full_s']:.2f} s, "
                         f"{v['rx_bytes'] / 1e6:.1f} MB read ({veth / 1e6:.1f} MB at the veth), "

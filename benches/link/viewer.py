@@ -19,7 +19,8 @@ Does what a browser running OHIF does, on HTTP/1.1 with keep-alive and at most -
   progressive  frames/1, `image/jphc; transfer-syntax=1.2.840.10008.1.2.4.202` (HTJ2K RPCL)
                with `Range: bytes=0-{K-1}` for every slice (usable: a low resolution), then
                `Range: bytes=K-` for every slice (full)
-  preview      frames/1/rendered (`image/jpeg`, ?{--preview-query}) for every slice (usable),
+  preview      frames/1/rendered (`image/jpeg`; --preview-query, by default the header's first
+               VOI window from the metadata as `window=C,W,linear`) for every slice (usable),
                then frames/1 as in `stored` (full)
 
 Timing starts before the QIDO request. Prints one JSON object: first_usable_s (the first
@@ -246,6 +247,7 @@ class Viewer:
         self.saved: dict[str, bytes] = {}
         self.prefix_total: dict[str, int] = {}
         self.save_sop = ""
+        self.windows: dict[str, str] = {}
 
     def error(self, msg: str) -> None:
         with self.lock:
@@ -290,12 +292,21 @@ class Viewer:
             return int(v)
 
         meta.sort(key=number)
+        self.windows = {}  # sop -> "center,width" from the header, for the rendered preview
+        for ds in meta:
+            c, w = ds.get("00281050", {}).get("Value"), ds.get("00281051", {}).get("Value")
+            if c and w:
+                self.windows[ds["00080018"]["Value"][0]] = f"{float(c[0]):g},{float(w[0]):g}"
         return [ds["00080018"]["Value"][0] for ds in meta]
 
     def frame_path(self, sop: str, rendered: bool = False) -> str:
         p = f"{self.root}/studies/{self.args.study}/series/{self.series}/instances/{sop}/frames/1"
         if rendered:
-            p += "/rendered" + (f"?{self.args.preview_query}" if self.args.preview_query else "")
+            q = self.args.preview_query
+            if q == "auto":  # the header's first VOI window, as a viewer would pass it
+                win = self.windows.get(sop)
+                q = f"window={win},linear" if win else ""
+            p += "/rendered" + (f"?{q}" if q else "")
         return p
 
     # -------------------------------------------------------------- one job
@@ -497,7 +508,8 @@ def main() -> None:
     ap.add_argument("--mode", required=True, choices=["stored", "htj2k", "progressive", "preview"])
     ap.add_argument("--workers", type=int, default=6)
     ap.add_argument("--range-bytes", type=int, default=65536)
-    ap.add_argument("--preview-query", default="")
+    ap.add_argument("--preview-query", default="auto",
+                    help="rendered parameters; auto: window=C,W,linear from the metadata; '' none")
     ap.add_argument("--expect", help="JSON: series, sops (slice order), sha1 {sop: hex}")
     ap.add_argument("--save", help="directory for the middle slice's codestream(s)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N slices")
