@@ -360,14 +360,14 @@ def report(ctx: dict) -> str:
              f"run(s) (min–max); servers alternate within each run; warm (series stored before, one "
              f"untimed loopback load per mode first).")
     L.append("")
-    L.append("| mode | server | first image s | all images s | MB on the wire | MB at the veth | all / floor | Tsunagi / Orthanc: first, all, MB |")
-    L.append("|---|---|---|---|---|---|---|---|")
+    L.append("| mode | server | first image s | every slice usable s | all images s | MB on the wire | MB at the veth | all / floor | Tsunagi / Orthanc: first, all, MB |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
     for mode in MODES:
         for server in ("tsunagi", "orthanc"):
             label = f"{mode}: {MODE_TEXT[mode]}"
             pr = probes[server][mode]
             if not pr["ok"]:
-                L.append(f"| {label} | {server} | n/a | n/a | n/a | n/a | n/a | it answered "
+                L.append(f"| {label} | {server} | n/a | n/a | n/a | n/a | n/a | n/a | it answered "
                          f"{(pr.get('reason') or '')[:160].replace('|', '/')} |")
                 continue
             R = res[server][mode]
@@ -380,12 +380,13 @@ def report(ctx: dict) -> str:
                 if O and O["first"]:
                     cmp = (f"{med(R['first']) / med(O['first']):.2f}×, {med(R['all']) / med(O['all']):.2f}×, "
                            f"{med(R['rx']) / med(O['rx']):.2f}×{tag}")
-            L.append(f"| {label} | {server} | {fmt_s(R['first'])} | {fmt_s(R['all'])} | "
+            L.append(f"| {label} | {server} | {fmt_s(R['first'])} | {fmt_s(R['usable'])} | {fmt_s(R['all'])} | "
                      f"{med(R['rx']) / 1e6:.1f} | {med(R['veth']) / 1e6:.1f} | "
                      f"{med(R['all']) / floor:.2f}× | {cmp} |")
     L.append("")
     L.append("First image: from the QIDO request until the first displayable image has arrived "
-             "(a whole frame; progressive: the first range; preview: the first JPEG). All images: "
+             "(a whole frame; progressive: the first range; preview: the first JPEG). Every slice "
+             "usable: until each slice has one (the viewer can scroll the whole stack). All images: "
              "until every frame has arrived at full fidelity. MB on the wire: bytes the viewer read "
              "from its sockets (response heads and bodies as sent: compressed, with chunked framing), "
              "all requests of the load. MB at the veth: IP bytes received by the viewer's interface "
@@ -414,7 +415,8 @@ def report(ctx: dict) -> str:
         L.append("| every as-stored frame, both servers | SHA-1 of the received pixels = the source's |")
     L.append("")
     L.append("Requests of one load (the last run): count × mean bytes read per response (head + body "
-             "as sent), and the TCP connections it took (6 when every keep-alive connection lasts; "
+             "as sent) in the mean time from sending the request to the end of the response (frames, "
+             "6 at a time sharing the link), and the TCP connections it took (6 when every keep-alive connection lasts; "
              "Orthanc 1.10 closes one after 1 s, its fixed keep-alive timeout, and the viewer reconnects "
              "as a browser does).")
     L.append("")
@@ -425,6 +427,7 @@ def report(ctx: dict) -> str:
             R = res[server].get(mode)
             if R:
                 parts = [f"{k} {x['n']} × {x['rx'] / max(x['n'], 1) / 1e3:.1f} kB"
+                         + (f" in {x['seconds'] / x['n'] * 1e3:.0f} ms" if x.get("seconds") else "")
                          for k, x in R["kinds"].items()]
                 L.append(f"| {mode} | {server} | {'; '.join(parts)} | {R['connections']} |")
     L.append("")
@@ -469,7 +472,10 @@ def closing(ctx: dict, floor: float) -> list[str]:
             continue
         vs = "the same mode" if other == mode else \
             f"Orthanc as stored (it cannot do {mode}: HTTP {probes['orthanc'][mode].get('status')})"
-        out.append(f"- {MODE_TEXT[mode]}: Tsunagi first image {med(t['first']):.2f} s, "
+        usable = f"every slice usable {med(t['usable']):.1f} s"
+        if "stored" in O:
+            usable += f" (Orthanc as stored: {med(O['stored']['usable']):.1f} s)"
+        out.append(f"- {MODE_TEXT[mode]}: Tsunagi first image {med(t['first']):.2f} s, {usable}, "
                    f"{med(t['rx']) / 1e6:.1f} MB on the wire, all images {med(t['all']):.1f} s = "
                    f"{med(t['all']) / floor:.2f}× the floor; against {vs}: "
                    f"{med(t['first']) / med(o['first']):.2f}× the first-image time, "
@@ -565,9 +571,10 @@ def main() -> int:
                     (WORK / "logs" / f"viewer-{server}-{mode}-{r}.json").write_text(json.dumps(v, indent=1))
                     if v["errors"]:
                         raise Failed(f"{server} {mode} run {r}: {v['errors']}")
-                    R = results[server].setdefault(mode, {"first": [], "all": [], "rx": [], "veth": [],
-                                                          "meta": []})
+                    R = results[server].setdefault(mode, {"first": [], "usable": [], "all": [], "rx": [],
+                                                          "veth": [], "meta": []})
                     R["first"].append(v["first_usable_s"])
+                    R["usable"].append(v["all_usable_s"])
                     R["all"].append(v["all_full_s"])
                     R["rx"].append(v["rx_bytes"])
                     R["veth"].append(veth)
@@ -575,7 +582,8 @@ def main() -> int:
                     R["kinds"] = v["kinds"]  # the last run's: requests and bytes per kind
                     R["connections"] = v["connections"]
                     say(f"run {r} {mode:11s} {server:7s}: metadata {v['metadata_s']:.2f} s, first image "
-                        f"{v['first_usable_s']:.2f} s, all {v['all_full_s']:.2f} s, "
+                        f"{v['first_usable_s']:.2f} s, all usable {v['all_usable_s']:.2f} s, "
+                        f"all full {v['all_full_s']:.2f} s, "
                         f"{v['rx_bytes'] / 1e6:.1f} MB read ({veth / 1e6:.1f} MB at the veth), "
                         f"{v['requests']} requests on {v['connections']} connections")
                     if mode in ("htj2k", "progressive"):

@@ -24,7 +24,8 @@ Does what a browser running OHIF does, on HTTP/1.1 with keep-alive and at most -
                then frames/1 as in `stored` (full)
 
 Timing starts before the QIDO request. Prints one JSON object: first_usable_s (the first
-image a viewer can display), all_full_s (every frame at full fidelity), metadata_s,
+image a viewer can display), all_usable_s (every slice displayable, at some fidelity),
+all_full_s (every frame at full fidelity), metadata_s,
 rx_bytes (every byte read from the sockets: response heads and bodies as sent, i.e.
 compressed and with chunked framing), tx_bytes, requests, connections, per-kind counts and
 bytes, and `errors` (empty when every answer was what the mode asks for; each frame's pixels
@@ -242,7 +243,7 @@ class Viewer:
         self.lock = threading.Lock()
         self.errors: list[str] = []
         self.kinds: dict[str, dict] = {}
-        self.usable: list[float] = []
+        self.usable: dict[str, float] = {}  # sop -> time its first displayable image arrived
         self.full: dict[str, float] = {}  # sop -> time at full fidelity
         self.saved: dict[str, bytes] = {}
         self.prefix_total: dict[str, int] = {}
@@ -254,10 +255,11 @@ class Viewer:
             if len(self.errors) < 20:
                 self.errors.append(msg)
 
-    def count(self, kind: str, r: Response) -> None:
+    def count(self, kind: str, r: Response, took: float = 0.0) -> None:
         with self.lock:
-            k = self.kinds.setdefault(kind, {"n": 0, "rx": 0, "body": 0, "statuses": {}})
+            k = self.kinds.setdefault(kind, {"n": 0, "rx": 0, "body": 0, "statuses": {}, "seconds": 0.0})
             k["n"] += 1
+            k["seconds"] += took  # request sent .. response complete, summed
             k["rx"] += r.rx
             k["body"] += len(r.body)
             k["statuses"][str(r.status)] = k["statuses"].get(str(r.status), 0) + 1
@@ -326,8 +328,9 @@ class Viewer:
             h["Range"] = f"bytes={a.range_bytes}-"
         elif kind == "preview":
             h["Accept"] = "image/jpeg"
+        t = time.perf_counter() - self.t0
         r = conn.get(self.frame_path(sop, rendered=(kind == "preview")), h)
-        self.count(kind, r)
+        self.count(kind, r, r.t_done - t)
         problem = self.check(kind, sop, r)
         if problem:
             self.error(f"{kind} {sop}: {problem}")
@@ -350,7 +353,7 @@ class Viewer:
                 if native and want and hashlib.sha1(payload).hexdigest() != want:
                     return f"pixels differ from the source ({len(payload)} bytes, part {ctype!r})"
             with self.lock:
-                self.usable.append(now)
+                self.usable.setdefault(sop, now)
                 self.full[sop] = now
                 if sop == self.save_sop and kind == "htj2k":
                     self.saved["full"] = payload
@@ -359,7 +362,7 @@ class Viewer:
             body = r.decoded()
             if r.status == 200 and r.header("content-type").startswith("image/jphc"):
                 with self.lock:  # the server ignored the range: the whole codestream came
-                    self.usable.append(now)
+                    self.usable.setdefault(sop, now)
                     self.full[sop] = now
                     self.kinds["prefix"]["ranges_ignored"] = self.kinds["prefix"].get("ranges_ignored", 0) + 1
                 return None
@@ -372,7 +375,7 @@ class Viewer:
                 return "the prefix is not a JPEG 2000 codestream"
             total = int(m.group(3))
             with self.lock:
-                self.usable.append(now)
+                self.usable.setdefault(sop, now)
                 self.prefix_total[sop] = total
                 if total <= len(body):
                     self.full[sop] = now
@@ -399,7 +402,7 @@ class Viewer:
             if not r.decoded().startswith(b"\xff\xd8"):
                 return f"not a JPEG: {r.header('content-type')!r}"
             with self.lock:
-                self.usable.append(now)
+                self.usable.setdefault(sop, now)
             return None
         return f"unknown kind {kind}"
 
@@ -462,7 +465,8 @@ class Viewer:
                 self.error(f"{len(missing)} of {len(sops)} frames never arrived at full fidelity")
             out["slices"] = len(sops)
             out["metadata_s"] = self.metadata_s
-            out["first_usable_s"] = min(self.usable) if self.usable else None
+            out["first_usable_s"] = min(self.usable.values()) if self.usable else None
+            out["all_usable_s"] = max(self.usable.values()) if len(self.usable) == len(sops) else None
             out["all_full_s"] = max(self.full.values()) if not missing else None
             out["saved_sop"] = self.save_sop
         except Exception as e:  # noqa: BLE001 - reported
