@@ -30,6 +30,8 @@ pub enum StartError {
     },
     #[error("HTTPS: {0}")]
     Tls(#[from] web::tls::TlsError),
+    #[error("authentication: {0}")]
+    Auth(#[from] crate::auth::jwks::JwksError),
 }
 
 /// A running gateway.
@@ -67,7 +69,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Arc::clone(&pull),
         Arc::clone(&metrics),
     );
+    let auth = crate::auth::Authenticator::new(&config.auth)?;
+    warn_if_open(&config.auth);
     let state = AppState {
+        auth,
         config: Arc::clone(&config),
         store: Arc::clone(&store),
         metrics: Arc::clone(&metrics),
@@ -192,6 +197,17 @@ async fn serve_http(
         .await;
     if let Err(e) = served {
         tracing::error!(error = %e, "HTTP server stopped");
+    }
+}
+
+/// `auth.mode = "none"` must never go unnoticed.
+fn warn_if_open(auth: &crate::auth::AuthConfig) {
+    if auth.mode == crate::auth::AuthMode::None {
+        tracing::warn!(
+            "AUTHENTICATION IS OFF (auth.mode = \"none\"): anyone who can reach the HTTP port \
+             may read every study and use the admin API. For local development only; \
+             configure [auth] (see README) before real patient data."
+        );
     }
 }
 

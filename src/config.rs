@@ -39,6 +39,7 @@ pub struct Config {
     pub pull: PullConfig,
     pub transcode: TranscodeConfig,
     pub jobs: JobsConfig,
+    pub auth: crate::auth::AuthConfig,
     #[serde(rename = "upstream")]
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -419,6 +420,7 @@ impl Config {
                 )));
             }
         }
+        self.auth.validate()?;
         let mut names = std::collections::HashSet::new();
         for up in &self.upstreams {
             if !names.insert(up.name.as_str()) {
@@ -719,7 +721,7 @@ mod human_bytes {
     }
 }
 
-mod human_duration {
+pub(crate) mod human_duration {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 
