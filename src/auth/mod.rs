@@ -7,6 +7,7 @@
 //! The HTTP side of this (the middleware, 401/403 with `WWW-Authenticate`) is
 //! `web::auth`; this module knows nothing of axum.
 
+pub mod access;
 pub mod config;
 pub mod jwks;
 

@@ -2,6 +2,7 @@
 //! `http.base_path`), health and metrics endpoints, CORS and JSON compression, and the one
 //! mapping from errors to HTTP statuses.
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod byte_range;
@@ -147,14 +148,20 @@ impl From<tokio::task::JoinError> for ApiError {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    let dicomweb = Router::new()
+    let qido = Router::new()
         .route("/studies", get(search::studies))
         .route("/series", get(search::all_series))
         .route("/instances", get(search::all_instances))
-        .route("/studies/{study}", get(wado::retrieve_study))
-        .route("/studies/{study}/metadata", get(wado::study_metadata))
         .route("/studies/{study}/series", get(search::study_series))
         .route("/studies/{study}/instances", get(search::study_instances))
+        .route(
+            "/studies/{study}/series/{series}/instances",
+            get(search::series_instances),
+        );
+    // Every WADO-RS resource names its study: checked against the caller's facility.
+    let wado = Router::new()
+        .route("/studies/{study}", get(wado::retrieve_study))
+        .route("/studies/{study}/metadata", get(wado::study_metadata))
         .route(
             "/studies/{study}/series/{series}",
             get(wado::retrieve_series),
@@ -162,10 +169,6 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/studies/{study}/series/{series}/metadata",
             get(wado::series_metadata),
-        )
-        .route(
-            "/studies/{study}/series/{series}/instances",
-            get(search::series_instances),
         )
         .route(
             "/studies/{study}/series/{series}/instances/{instance}",
@@ -204,6 +207,9 @@ pub fn app(state: AppState) -> Router {
             get(rendered::series_thumbnail),
         )
         .route("/studies/{study}/thumbnail", get(rendered::study_thumbnail))
+        .route_layer(from_fn_with_state(state.clone(), access::wado_guard));
+    let dicomweb = qido
+        .merge(wado)
         .layer(compression(state.config.http.compress_pixel_data));
     let dicomweb = dicomweb.layer(from_fn_with_state(
         guard(&state, auth::Need::Read),
