@@ -40,6 +40,7 @@ pub struct Config {
     pub transcode: TranscodeConfig,
     pub jobs: JobsConfig,
     pub auth: crate::auth::AuthConfig,
+    pub audit: crate::audit::AuditConfig,
     /// Per-facility read access (see `auth::access`).
     #[serde(rename = "facility")]
     pub facilities: Vec<crate::auth::access::FacilityConfig>,

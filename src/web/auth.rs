@@ -39,10 +39,15 @@ pub async fn guard(State(guard): State<Guard>, mut req: Request, next: Next) -> 
     };
     if let Err(e) = authorize(&guard, &principal) {
         tracing::info!(user = %principal.user, reason = %e, "request forbidden");
-        return refuse(e).into_response();
+        let mut response = refuse(e).into_response();
+        response.extensions_mut().insert(principal);
+        return response;
     }
-    req.extensions_mut().insert(principal);
-    next.run(req).await
+    req.extensions_mut().insert(principal.clone());
+    let mut response = next.run(req).await;
+    // For the audit trail, which wraps this middleware.
+    response.extensions_mut().insert(principal);
+    response
 }
 
 fn authorize(guard: &Guard, p: &Principal) -> Result<(), AuthError> {

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod byte_range;
 pub mod convert;
@@ -42,6 +43,7 @@ pub struct AppState {
     pub pull: Arc<Pull>,
     pub jobs: Arc<crate::jobs::Jobs>,
     pub auth: Arc<crate::auth::Authenticator>,
+    pub audit: crate::audit::Auditor,
 }
 
 /// Errors answered to HTTP clients, each with a message saying what is wrong.
@@ -229,6 +231,7 @@ pub fn app(state: AppState) -> Router {
         ));
     router
         .merge(admin)
+        .layer(from_fn_with_state(state.clone(), audit::record))
         .route("/healthz", get(admin::health))
         .layer(cors(&state.config.http.cors_allow_origins))
         .with_state(state)
