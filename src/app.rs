@@ -30,6 +30,13 @@ pub enum StartError {
     },
     #[error("HTTPS: {0}")]
     Tls(#[from] web::tls::TlsError),
+    #[error("cannot open the audit trail {path}: {source}")]
+    Audit {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("authentication: {0}")]
+    Auth(#[from] crate::auth::jwks::JwksError),
 }
 
 /// A running gateway.
@@ -67,7 +74,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Arc::clone(&pull),
         Arc::clone(&metrics),
     );
+    let auth = crate::auth::Authenticator::new(&config.auth)?;
+    // The writer flushes after every batch; it is detached (it ends with the runtime).
+    let (audit, _audit_writer) = start_audit(&config, &metrics).await?;
+    warn_if_open(&config.auth);
     let state = AppState {
+        auth,
+        audit,
         config: Arc::clone(&config),
         store: Arc::clone(&store),
         metrics: Arc::clone(&metrics),
@@ -185,6 +198,7 @@ async fn serve_http(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;
@@ -192,6 +206,36 @@ async fn serve_http(
         .await;
     if let Err(e) = served {
         tracing::error!(error = %e, "HTTP server stopped");
+    }
+}
+
+/// The audit trail's writer (none when `audit.enabled = false`).
+async fn start_audit(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<(crate::audit::Auditor, Option<JoinHandle<()>>), StartError> {
+    let cfg = &config.audit;
+    if !cfg.enabled {
+        return Ok((crate::audit::Auditor::off(Arc::clone(metrics)), None));
+    }
+    let path = cfg
+        .path
+        .clone()
+        .unwrap_or_else(|| config.store.path.join("audit.jsonl"));
+    let (auditor, writer) = crate::audit::Auditor::start(&path, cfg.queue, Arc::clone(metrics))
+        .await
+        .map_err(|source| StartError::Audit { path, source })?;
+    Ok((auditor, Some(writer)))
+}
+
+/// `auth.mode = "none"` must never go unnoticed.
+fn warn_if_open(auth: &crate::auth::AuthConfig) {
+    if auth.mode == crate::auth::AuthMode::None {
+        tracing::warn!(
+            "AUTHENTICATION IS OFF (auth.mode = \"none\"): anyone who can reach the HTTP port \
+             may read every study and use the admin API. For local development only; \
+             configure [auth] (see README) before real patient data."
+        );
     }
 }
 

@@ -39,6 +39,11 @@ pub struct Config {
     pub pull: PullConfig,
     pub transcode: TranscodeConfig,
     pub jobs: JobsConfig,
+    pub auth: crate::auth::AuthConfig,
+    pub audit: crate::audit::AuditConfig,
+    /// Per-facility read access (see `auth::access`).
+    #[serde(rename = "facility")]
+    pub facilities: Vec<crate::auth::access::FacilityConfig>,
     #[serde(rename = "upstream")]
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -419,6 +424,8 @@ impl Config {
                 )));
             }
         }
+        self.auth.validate()?;
+        self.validate_facilities()?;
         let mut names = std::collections::HashSet::new();
         for up in &self.upstreams {
             if !names.insert(up.name.as_str()) {
@@ -452,6 +459,29 @@ impl Config {
                     "upstream {:?}: address {:?} must be host:port",
                     up.name, up.address
                 )));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_facilities(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for f in &self.facilities {
+            if !names.insert(f.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "facility name {:?} is used twice",
+                    f.name
+                )));
+            }
+            for source in &f.upstreams {
+                let known = source == crate::auth::access::LOCAL
+                    || self.upstreams.iter().any(|u| &u.name == source);
+                if !known {
+                    return Err(ConfigError::Invalid(format!(
+                        "facility {:?}: {source:?} is neither an [[upstream]] name nor \"local\"",
+                        f.name
+                    )));
+                }
             }
         }
         Ok(())
@@ -719,7 +749,7 @@ mod human_bytes {
     }
 }
 
-mod human_duration {
+pub(crate) mod human_duration {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 

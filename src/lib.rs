@@ -11,6 +11,8 @@
 //! - [`config`], [`app`]: configuration and wiring; [`cli`]: admin commands (prefetch, jobs, cache).
 
 pub mod app;
+pub mod audit;
+pub mod auth;
 pub mod charset;
 pub mod cli;
 pub mod clock;

@@ -33,6 +33,8 @@ counters! {
     cstore_bytes_total: "Bytes of instances stored by C-STORE.",
     cecho_total: "C-ECHO requests answered.",
     http_requests_total: "HTTP requests served.",
+    audit_records_total: "Audit records queued for the audit trail.",
+    audit_dropped_total: "Audit records dropped because the writer fell behind.",
     qido_requests_total: "QIDO-RS searches answered.",
     wado_instances_total: "Instances sent by WADO-RS.",
     wado_frames_total: "Frames sent by WADO-RS.",

@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 client for the gateway's admin API (plain HTTP on the admin's own
-//! network; one connection per request), with connect and response timeouts.
+//! network; one connection per request), with connect and response timeouts and the
+//! operator's API key as a bearer credential.
 
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ pub enum ClientError {
 #[derive(Debug, Clone)]
 pub struct Client {
     authority: String,
+    api_key: Option<String>,
 }
 
 impl Client {
@@ -52,7 +54,14 @@ impl Client {
         }
         Ok(Client {
             authority: rest.to_string(),
+            api_key: None,
         })
+    }
+
+    /// Send `Authorization: Bearer <key>` with every request.
+    pub fn with_api_key(mut self, key: Option<String>) -> Client {
+        self.api_key = key.filter(|k| !k.is_empty());
+        self
     }
 
     pub fn authority(&self) -> &str {
@@ -86,10 +95,11 @@ impl Client {
     ) -> Result<serde_json::Value, ClientError> {
         let (status, bytes) = self.send(method, path, content_type, body).await?;
         if !status.is_success() {
-            return Err(ClientError::Status {
-                status,
-                message: String::from_utf8_lossy(&bytes).trim().to_string(),
-            });
+            let mut message = String::from_utf8_lossy(&bytes).trim().to_string();
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                message.push_str(" (give an admin API key with --api-key or TSUNAGI_API_KEY)");
+            }
+            return Err(ClientError::Status { status, message });
         }
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Body(e.to_string()))
     }
@@ -120,6 +130,9 @@ impl Client {
             .header(hyper::header::ACCEPT, "application/json");
         if let Some(ct) = content_type {
             req = req.header(hyper::header::CONTENT_TYPE, ct);
+        }
+        if let Some(key) = &self.api_key {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {key}"));
         }
         let req = req
             .body(Full::new(Bytes::from(body)))

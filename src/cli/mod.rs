@@ -37,11 +37,20 @@ pub struct GatewayArgs {
     /// Admin URL of the running gateway (default: http.listen of the configuration).
     #[arg(long, env = "TSUNAGI_GATEWAY", value_name = "URL")]
     pub gateway: Option<String>,
+    /// API key with the admin role (an `[[auth.api_key]]` of the gateway); needed unless the
+    /// gateway runs with `auth.mode = "none"`.
+    #[arg(
+        long,
+        env = "TSUNAGI_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
 }
 
 impl GatewayArgs {
     pub fn client(&self, cfg: &Config) -> Result<Client, ClientError> {
-        match &self.gateway {
+        let client = match &self.gateway {
             Some(url) => Client::new(url),
             None => {
                 let mut addr = cfg.http.listen;
@@ -50,7 +59,8 @@ impl GatewayArgs {
                 }
                 Client::new(&format!("http://{addr}"))
             }
-        }
+        }?;
+        Ok(client.with_api_key(self.api_key.clone()))
     }
 }
 

@@ -89,7 +89,8 @@ impl Pull {
         }
     }
 
-    fn known_locations(&self, study: &str) -> Vec<String> {
+    /// The upstreams a federated search found `study` in.
+    pub fn known_locations(&self, study: &str) -> Vec<String> {
         self.locations.get(study).unwrap_or_default()
     }
 }

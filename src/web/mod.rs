@@ -2,7 +2,10 @@
 //! `http.base_path`), health and metrics endpoints, CORS and JSON compression, and the one
 //! mapping from errors to HTTP statuses.
 
+pub mod access;
 pub mod admin;
+pub mod audit;
+pub mod auth;
 pub mod byte_range;
 pub mod convert;
 pub mod multipart;
@@ -18,6 +21,7 @@ pub mod wado;
 use std::sync::Arc;
 
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -38,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub pull: Arc<Pull>,
     pub jobs: Arc<crate::jobs::Jobs>,
+    pub auth: Arc<crate::auth::Authenticator>,
+    pub audit: crate::audit::Auditor,
 }
 
 /// Errors answered to HTTP clients, each with a message saying what is wrong.
@@ -45,6 +51,12 @@ pub struct AppState {
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// No or bad credentials (`invalid`: credentials were given but rejected).
+    #[error("{reason}")]
+    Unauthorized { invalid: bool, reason: String },
+    /// Authenticated, but a role is missing.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -58,6 +70,9 @@ pub enum ApiError {
     /// An upstream PACS did not deliver in time.
     #[error("{0}")]
     GatewayTimeout(String),
+    /// Something we depend on (the identity provider) cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -76,11 +91,14 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -92,14 +110,29 @@ impl IntoResponse for ApiError {
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self, "request failed");
         }
+        let challenge = match &self {
+            ApiError::Unauthorized { invalid, reason } => {
+                Some(auth::challenge(invalid.then_some("invalid_token"), reason))
+            }
+            ApiError::Forbidden(reason) => {
+                Some(auth::challenge(Some("insufficient_scope"), reason))
+            }
+            _ => None,
+        };
         let mut body = self.to_string();
         body.push('\n');
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
     }
 }
 
@@ -117,14 +150,20 @@ impl From<tokio::task::JoinError> for ApiError {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    let dicomweb = Router::new()
+    let qido = Router::new()
         .route("/studies", get(search::studies))
         .route("/series", get(search::all_series))
         .route("/instances", get(search::all_instances))
-        .route("/studies/{study}", get(wado::retrieve_study))
-        .route("/studies/{study}/metadata", get(wado::study_metadata))
         .route("/studies/{study}/series", get(search::study_series))
         .route("/studies/{study}/instances", get(search::study_instances))
+        .route(
+            "/studies/{study}/series/{series}/instances",
+            get(search::series_instances),
+        );
+    // Every WADO-RS resource names its study: checked against the caller's facility.
+    let wado = Router::new()
+        .route("/studies/{study}", get(wado::retrieve_study))
+        .route("/studies/{study}/metadata", get(wado::study_metadata))
         .route(
             "/studies/{study}/series/{series}",
             get(wado::retrieve_series),
@@ -132,10 +171,6 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/studies/{study}/series/{series}/metadata",
             get(wado::series_metadata),
-        )
-        .route(
-            "/studies/{study}/series/{series}/instances",
-            get(search::series_instances),
         )
         .route(
             "/studies/{study}/series/{series}/instances/{instance}",
@@ -174,19 +209,40 @@ pub fn app(state: AppState) -> Router {
             get(rendered::series_thumbnail),
         )
         .route("/studies/{study}/thumbnail", get(rendered::study_thumbnail))
+        .route_layer(from_fn_with_state(state.clone(), access::wado_guard));
+    let dicomweb = qido
+        .merge(wado)
         .layer(compression(state.config.http.compress_pixel_data));
+    let dicomweb = dicomweb.layer(from_fn_with_state(
+        guard(&state, auth::Need::Read),
+        auth::guard,
+    ));
     let base = state.config.http.base_path.clone();
     let router = if base.is_empty() {
         dicomweb
     } else {
         Router::new().nest(&base, dicomweb)
     };
-    router
+    let admin = admin::routes()
         .route("/metrics", get(admin::metrics))
+        .layer(from_fn_with_state(
+            guard(&state, auth::Need::Admin),
+            auth::guard,
+        ));
+    router
+        .merge(admin)
+        .layer(from_fn_with_state(state.clone(), audit::record))
         .route("/healthz", get(admin::health))
-        .merge(admin::routes())
         .layer(cors(&state.config.http.cors_allow_origins))
         .with_state(state)
+}
+
+/// The authentication state of a group of routes.
+fn guard(state: &AppState, need: auth::Need) -> auth::Guard {
+    auth::Guard {
+        auth: Arc::clone(&state.auth),
+        need,
+    }
 }
 
 /// gzip, Brotli or zstd, as the client accepts, for JSON and (when configured) for

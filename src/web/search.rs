@@ -1,13 +1,16 @@
 //! QIDO-RS handlers: turn the request into a `qido` query (400 with a message when it is
 //! wrong), run it against the index on the blocking pool, and answer
-//! `application/dicom+json` with a `Warning: 299` when more results remain.
+//! `application/dicom+json` with a `Warning: 299` when more results remain. Rows of studies
+//! outside the caller's facility are dropped (`web::access`).
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 
 use super::qido::{self, QidoLevel, QidoQuery, QidoRows, QidoScope};
 use super::{base_url, ApiError, AppState};
+use crate::auth::Principal;
 use crate::config::TooBroad;
 use crate::metrics::Metrics;
 use crate::pull::search::merge;
@@ -15,54 +18,70 @@ use crate::types::Uid;
 use serde_json::{Map, Value};
 
 pub async fn studies(
+    who: Extension<Principal>,
     state: State<AppState>,
     headers: HeaderMap,
     q: RawQuery,
 ) -> Result<Response, ApiError> {
-    search(state, headers, q, QidoLevel::Study, None, None).await
+    search(who, state, headers, q, QidoLevel::Study, None, None).await
 }
 
 pub async fn all_series(
+    who: Extension<Principal>,
     state: State<AppState>,
     headers: HeaderMap,
     q: RawQuery,
 ) -> Result<Response, ApiError> {
-    search(state, headers, q, QidoLevel::Series, None, None).await
+    search(who, state, headers, q, QidoLevel::Series, None, None).await
 }
 
 pub async fn all_instances(
+    who: Extension<Principal>,
     state: State<AppState>,
     headers: HeaderMap,
     q: RawQuery,
 ) -> Result<Response, ApiError> {
-    search(state, headers, q, QidoLevel::Instance, None, None).await
+    search(who, state, headers, q, QidoLevel::Instance, None, None).await
 }
 
 pub async fn study_series(
+    who: Extension<Principal>,
     state: State<AppState>,
     headers: HeaderMap,
     Path(study): Path<String>,
     q: RawQuery,
 ) -> Result<Response, ApiError> {
-    search(state, headers, q, QidoLevel::Series, Some(study), None).await
+    search(who, state, headers, q, QidoLevel::Series, Some(study), None).await
 }
 
 pub async fn study_instances(
+    who: Extension<Principal>,
     state: State<AppState>,
     headers: HeaderMap,
     Path(study): Path<String>,
     q: RawQuery,
 ) -> Result<Response, ApiError> {
-    search(state, headers, q, QidoLevel::Instance, Some(study), None).await
+    search(
+        who,
+        state,
+        headers,
+        q,
+        QidoLevel::Instance,
+        Some(study),
+        None,
+    )
+    .await
 }
 
 pub async fn series_instances(
+    who: Extension<Principal>,
     state: State<AppState>,
     headers: HeaderMap,
     Path((study, series)): Path<(String, String)>,
     q: RawQuery,
 ) -> Result<Response, ApiError> {
     search(
+        who,
         state,
         headers,
         q,
@@ -74,6 +93,7 @@ pub async fn series_instances(
 }
 
 async fn search(
+    Extension(who): Extension<Principal>,
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
@@ -92,12 +112,15 @@ async fn search(
     let http = &state.config.http;
     query.apply_limits(http.qido_default_limit, http.qido_max_limit);
     let base = base_url(&headers, &state.config);
+    let scoped_study = query.scope.study_uid.clone();
     let (rows, remaining, warnings) = if state.pull.enabled() {
         federated(&state, query, &base).await?
     } else {
         let page = local_page(&state, query, &base).await?;
         (page.rows, page.remaining, Vec::new())
     };
+    let scope = super::access::scope(&state, &who);
+    let rows = super::access::filter_rows(&state, &scope, rows, scoped_study.as_deref()).await?;
     let body = serde_json::to_vec(&rows).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut response = ([(header::CONTENT_TYPE, "application/dicom+json")], body).into_response();
     let mut warnings = warnings;

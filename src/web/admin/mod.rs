@@ -1,8 +1,7 @@
 //! Operational endpoints outside the DICOMweb root: `/healthz` (liveness plus cache counts),
 //! `/metrics` (Prometheus text format), and the admin API under `/admin` (JSON, described in
 //! `docs/admin-openapi.yaml`): prefetch jobs (`jobs`) and cache management (`cache`).
-//! The admin API has no authentication of its own yet: expose it only to administrators
-//! (bind `http.listen` to a private address or filter `/admin` at the reverse proxy).
+//! `/admin` and `/metrics` need `auth.admin_role` (see `web::auth`); `/healthz` is open.
 
 mod cache;
 mod jobs;

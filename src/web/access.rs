@@ -1,0 +1,105 @@
+//! Facility scoping on the HTTP side (the rules are `auth::access`): QIDO rows of studies the
+//! caller may not see are dropped, and every WADO-RS resource (studies, series, instances,
+//! metadata, frames, bulk data, rendered, thumbnails) of such a study answers the same 404 as
+//! a study that is not there.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use serde_json::{Map, Value};
+
+use super::{ApiError, AppState};
+use crate::auth::access::{cached_sources, Scope};
+use crate::auth::Principal;
+
+/// The scope of a request's principal.
+pub fn scope(state: &AppState, principal: &Principal) -> Scope {
+    Scope::of(
+        principal,
+        &state.config.facilities,
+        &state.config.auth.admin_role,
+    )
+}
+
+/// Which of `studies` the scope allows.
+pub async fn allowed(
+    state: &AppState,
+    scope: &Scope,
+    studies: Vec<String>,
+) -> Result<Vec<String>, ApiError> {
+    if scope.is_all() || studies.is_empty() {
+        return Ok(studies);
+    }
+    let index = state.store.index().clone();
+    let asked = studies.clone();
+    let cached =
+        tokio::task::spawn_blocking(move || index.read(|c| cached_sources(c, &asked))).await??;
+    Ok(studies
+        .into_iter()
+        .filter(|s| {
+            let located = state.pull.known_locations(s);
+            let from_cache = cached.get(s).into_iter().flatten();
+            scope.allows(from_cache.chain(located.iter()).map(String::as_str))
+        })
+        .collect())
+}
+
+/// Drop the rows of studies the scope does not allow (`study` for rows scoped to one).
+pub async fn filter_rows(
+    state: &AppState,
+    scope: &Scope,
+    rows: Vec<Map<String, Value>>,
+    study: Option<&str>,
+) -> Result<Vec<Map<String, Value>>, ApiError> {
+    if scope.is_all() {
+        return Ok(rows);
+    }
+    let study_of = |row: &Map<String, Value>| {
+        row.get("0020000D")
+            .and_then(|v| v["Value"][0].as_str())
+            .or(study)
+            .map(String::from)
+    };
+    let mut studies: Vec<String> = rows.iter().filter_map(study_of).collect();
+    studies.sort();
+    studies.dedup();
+    let ok = allowed(state, scope, studies.clone()).await?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| study_of(r).is_some_and(|s| ok.contains(&s)))
+        .collect())
+}
+
+/// Middleware on the WADO-RS routes: a study outside the caller's scope is "not in the cache".
+pub async fn wado_guard(
+    State(state): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+    Extension(principal): Extension<Principal>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let scope = scope(&state, &principal);
+    let Some(study) = params.get("study") else {
+        return next.run(req).await;
+    };
+    match allowed(&state, &scope, vec![study.clone()]).await {
+        Ok(ok) if !ok.is_empty() => next.run(req).await,
+        Ok(_) => {
+            tracing::debug!(user = %principal.user, "study outside the caller's facility");
+            ApiError::NotFound(format!("{} is not in the cache", describe(&params))).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// As `wado::Target::describe` words a missing resource.
+fn describe(params: &HashMap<String, String>) -> String {
+    match (params.get("series"), params.get("instance")) {
+        (_, Some(i)) => format!("instance {i}"),
+        (Some(s), None) => format!("series {s}"),
+        _ => format!("study {}", params.get("study").map_or("", |s| s.as_str())),
+    }
+}
