@@ -350,3 +350,83 @@ async fn a_referrals_csv_creates_the_right_jobs() {
             .unwrap();
     assert!(ok || out.contains("already ended"), "{out}");
 }
+
+/// With `preferred_frame_syntax` = HTJ2K RPCL, preparing a prefetched study for reading
+/// encodes every frame once and keeps it on disk: after a restart (memory tier empty) and with
+/// the PACS gone, a viewer's frames come back in RPCL with no encoding at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn prefetch_keeps_progressive_frames_on_disk() {
+    const RPCL: &str = "1.2.840.10008.1.2.4.202";
+    let Some(mut a) = DcmQrScp::start("HOSPA", &pacs_files("hospa/jp-0001/")) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let toml = format!(
+        "[transcode]\npreferred_frame_syntax = \"{RPCL}\"\n\n{}",
+        a.upstream_toml("hospital-a", "c-move")
+    );
+    let mut gw = Gateway::start_with_config_in(&dir, &toml, &[]);
+    a.allow_move_to("TSUNAGI", gw.dimse);
+    let (status, job) = post_json(
+        &format!("{}/admin/jobs", admin(&gw)),
+        json!({"patient_id": "JP-0001"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_i64().unwrap();
+    wait_job(&gw, id, Duration::from_secs(120), |j| j["state"] == "done").await;
+
+    let entries = pacs_entries("hospa/jp-0001/");
+    let kept = |dir: &Path| {
+        walk(&dir.join("derived"))
+            .iter()
+            .filter(|p| p.to_string_lossy().contains(RPCL))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while kept(&dir) < entries.len() {
+        assert!(Instant::now() < deadline, "{} frames kept", kept(&dir));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    gw.kill();
+    a.stop();
+    let gw = Gateway::start_with_config_in(&dir, &toml, &[]);
+    for e in &entries {
+        let url = format!(
+            "{}/studies/{}/series/{}/instances/{}/frames/1",
+            gw.base(),
+            e["study_uid"].as_str().unwrap(),
+            e["series_uid"].as_str().unwrap(),
+            e["sop_instance_uid"].as_str().unwrap()
+        );
+        let ohif = "multipart/related; type=application/octet-stream; transfer-syntax=*";
+        let (status, content_type, _, _) = get(&url, ohif).await;
+        assert_eq!(status, 200, "{url}");
+        assert!(content_type.contains(RPCL), "{content_type}");
+    }
+    let (_, _, _, metrics) = get(&format!("http://{}/metrics", gw.http), "text/plain").await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("\ntsunagi_frames_converted_total 0\n"),
+        "frames were encoded again:\n{metrics}"
+    );
+}
+
+/// Every file below `dir` (none if it does not exist).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -241,9 +241,14 @@ impl Store {
         };
         let paths: Vec<PathBuf> = files.into_iter().map(|(p, _)| self.absolute(&p)).collect();
         let root = self.absolute(std::path::Path::new("files"));
-        tokio::task::spawn_blocking(move || remove_files(&paths, &root))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?;
+        let derived = self.derived().clone();
+        let s = study.to_string();
+        tokio::task::spawn_blocking(move || {
+            remove_files(&paths, &root);
+            derived.remove_study(&s);
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?;
         Ok(removed)
     }
 }

@@ -4,6 +4,7 @@
 //! `evict` keeps the disk cache within its size (LRU, pins, leases, purge).
 //! All blocking work (fsync, parsing, SQLite) runs on the blocking pool.
 
+pub mod derived;
 pub mod disk;
 pub mod evict;
 pub mod index;
@@ -67,6 +68,7 @@ pub struct Store {
     index: Arc<Index>,
     hot: moka::future::Cache<String, Bytes>,
     frame_indexes: moka::future::Cache<String, Arc<layout::FrameIndex>>,
+    derived: derived::Derived,
     access: evict::AccessLog,
     leases: Arc<evict::Leases>,
     arrived: tokio::sync::Notify,
@@ -104,6 +106,7 @@ impl Store {
                     })
                     .max_capacity((memory / 16).max(1 << 20))
                     .build(),
+                derived: derived::Derived::new(&root),
                 access: Default::default(),
                 leases: Default::default(),
                 arrived: tokio::sync::Notify::new(),
@@ -125,6 +128,11 @@ impl Store {
 
     pub fn absolute(&self, relative: &Path) -> PathBuf {
         self.disk.absolute(relative)
+    }
+
+    /// The disk tier of converted frames (what prefetch prepared for reading).
+    pub fn derived(&self) -> &derived::Derived {
+        &self.derived
     }
 
     /// The in-memory hot tier (keys are namespaced by the caller, e.g. `frame:...`).

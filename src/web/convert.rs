@@ -16,6 +16,7 @@ use serde_json::{Map, Value as Json};
 use super::negotiate::{Choice, Convert};
 use super::{ApiError, AppState};
 use crate::metrics::Metrics;
+use crate::store::derived;
 use crate::store::layout::{self, Range};
 use crate::store::{InstanceRecord, Selector};
 use crate::transcode::{self, pool, PixelDesc, Quality, VoiFunction};
@@ -147,7 +148,8 @@ fn codec_error(e: impl std::fmt::Display) -> ApiError {
     ApiError::NotAcceptable(format!("the pixel data cannot be converted: {e}"))
 }
 
-/// One frame converted as `choice` says (cached; one conversion per key).
+/// One frame converted as `choice` says (cached in memory, read from the disk tier when
+/// prefetch kept it there; one conversion per key).
 pub async fn converted_frame(
     state: &AppState,
     record: &InstanceRecord,
@@ -165,10 +167,27 @@ pub async fn converted_frame(
     let desc = info.desc.clone();
     let q = quality(state);
     let metrics = Arc::clone(&state.metrics);
+    let store = Arc::clone(&state.store);
+    let (study, sop, version) = (
+        record.study_uid.clone(),
+        record.sop_instance_uid.clone(),
+        record.sha256.clone(),
+    );
     state
         .store
         .hot()
         .try_get_with(key, async move {
+            let kept = derived::FrameKey {
+                study: &study,
+                sop: &sop,
+                version: &version,
+                frame: frame_no,
+                ts: &to,
+            };
+            if let Some(bytes) = store.derived().read(&kept).await {
+                return Ok(bytes);
+            }
+            let to = to.clone();
             let encoded = pool::run(move || {
                 let bytes = raw.read()?;
                 transcode::transcode_frame(&from, &bytes, &desc, &to, q)
@@ -183,6 +202,34 @@ pub async fn converted_frame(
         })
         .await
         .map_err(|e: Arc<String>| codec_error(e))
+}
+
+/// [`converted_frame`], also kept in the disk tier (prefetch's preparation for reading).
+pub async fn keep_converted_frame(
+    state: &AppState,
+    record: &InstanceRecord,
+    info: &PixelInfo,
+    frame_no: u32,
+    raw: RawFrame,
+    choice: &Choice,
+) -> Result<(), ApiError> {
+    let key = derived::FrameKey {
+        study: &record.study_uid,
+        sop: &record.sop_instance_uid,
+        version: &record.sha256,
+        frame: frame_no,
+        ts: &choice.transfer_syntax,
+    };
+    if state.store.derived().contains(&key).await {
+        return Ok(());
+    }
+    let bytes = converted_frame(state, record, info, frame_no, raw, choice).await?;
+    state
+        .store
+        .derived()
+        .write(&key, &bytes)
+        .await
+        .map_err(|e| ApiError::Internal(format!("keeping a converted frame: {e}")))
 }
 
 /// A whole instance converted to `target_ts`: every frame transcoded, Photometric
