@@ -413,20 +413,3 @@ async fn prefetch_keeps_progressive_frames_on_disk() {
         "frames were encoded again:\n{metrics}"
     );
 }
-
-/// Every file below `dir` (none if it does not exist).
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
