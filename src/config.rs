@@ -122,6 +122,11 @@ pub struct HttpConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Requests handled at once (DICOMweb, admin, metrics); more are answered 503 at once.
+    pub max_concurrent_requests: usize,
+    /// Largest request body (only admin job creation takes one); more is answered 413.
+    #[serde(with = "human_bytes")]
+    pub max_request_body: u64,
 }
 
 impl HttpConfig {
@@ -147,6 +152,8 @@ impl Default for HttpConfig {
             compress_pixel_data: true,
             tls_cert: None,
             tls_key: None,
+            max_concurrent_requests: 512,
+            max_request_body: 1 << 20,
         }
     }
 }
@@ -408,6 +415,11 @@ impl Config {
                     "http.public_url {url:?} must be an http(s) URL without a trailing '/'"
                 )));
             }
+        }
+        if self.http.max_concurrent_requests == 0 {
+            return Err(ConfigError::Invalid(
+                "http.max_concurrent_requests must be at least 1".into(),
+            ));
         }
         if self.jobs.per_upstream == 0 || self.jobs.attempts == 0 {
             return Err(ConfigError::Invalid(
