@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
+use crate::dimse::access::CallerPolicy;
 use crate::dimse::scp::{self, ScpContext, StoreEvent};
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
@@ -30,6 +31,10 @@ pub enum StartError {
     },
     #[error("HTTPS: {0}")]
     Tls(#[from] web::tls::TlsError),
+    #[error("DICOM TLS: {0}")]
+    DimseTls(web::tls::TlsError),
+    #[error("{0}")]
+    Config(#[from] ConfigError),
     #[error("cannot open the audit trail {path}: {source}")]
     Audit {
         path: std::path::PathBuf,
@@ -50,6 +55,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     http: JoinHandle<()>,
     dimse: JoinHandle<()>,
+    dimse_tls: Option<JoinHandle<()>>,
     scheduler: Option<JoinHandle<()>>,
     evictor: JoinHandle<()>,
 }
@@ -66,6 +72,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let dimse_listener = bind("dimse", config.dimse.listen).await?;
     let http_addr = local_addr(&http_listener, config.http.listen);
     let dimse_addr = local_addr(&dimse_listener, config.dimse.listen);
+    let dimse_tls = bind_dimse_tls(&config.dimse).await?;
+    let dimse_tls_addr = dimse_tls
+        .as_ref()
+        .map(|(l, _)| local_addr(l, config.dimse.tls_listen.unwrap_or(config.dimse.listen)));
 
     let pull = Pull::new(&config, Arc::clone(&store), events.clone());
     let jobs = Jobs::new(
@@ -77,6 +87,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let auth = crate::auth::Authenticator::new(&config.auth)?;
     // The writer flushes after every batch; it is detached (it ends with the runtime).
     let (audit, _audit_writer) = start_audit(&config, &metrics).await?;
+    let audit_dimse = audit.clone();
     warn_if_open(&config.auth);
     let state = AppState {
         auth,
@@ -114,16 +125,25 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let ctx = Arc::new(ScpContext {
         config: config.dimse.clone(),
+        callers: CallerPolicy::new(&config.dimse.allowed_callers).map_err(ConfigError::Invalid)?,
         store: Arc::clone(&store),
         metrics,
         events: events.clone(),
+        audit: audit_dimse,
+        slots: Arc::new(Semaphore::new(config.dimse.max_associations)),
     });
-    let dimse = tokio::spawn(scp::serve(dimse_listener, ctx, shutdown_rx));
+    warn_if_upstreams_not_allowed(&config);
+    let dimse_tls = dimse_tls.map(|(listener, tls)| {
+        let ctx = Arc::clone(&ctx);
+        tokio::spawn(scp::serve(listener, ctx, Some(tls), shutdown_rx.clone()))
+    });
+    let dimse = tokio::spawn(scp::serve(dimse_listener, ctx, None, shutdown_rx));
 
     tracing::info!(
         http = %http_addr,
         dicomweb = %format!("{}://{http_addr}{}", config.http.scheme(), config.http.base_path),
         dimse = %dimse_addr,
+        dimse_tls = %dimse_tls_addr.map_or("off".to_string(), |a| a.to_string()),
         ae_title = %config.dimse.ae_title,
         upstreams = config.upstreams.len(),
         cache = %config.store.path.display(),
@@ -139,6 +159,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown,
         http,
         dimse,
+        dimse_tls,
         scheduler,
         evictor,
     })
@@ -152,6 +173,9 @@ impl Running {
             let _ = s.await;
         }
         let _ = self.dimse.await;
+        if let Some(t) = self.dimse_tls {
+            let _ = t.await;
+        }
         let _ = self.http.await;
         let _ = self.evictor.await;
         tracing::info!("tsunagi stopped");
@@ -206,6 +230,39 @@ async fn serve_http(
         .await;
     if let Err(e) = served {
         tracing::error!(error = %e, "HTTP server stopped");
+    }
+}
+
+/// The DICOM TLS listener and its configuration, when `dimse.tls_listen` is set.
+async fn bind_dimse_tls(
+    cfg: &crate::config::DimseConfig,
+) -> Result<Option<(TcpListener, Arc<rustls::ServerConfig>)>, StartError> {
+    let (Some(addr), Some(cert), Some(key)) = (cfg.tls_listen, &cfg.tls_cert, &cfg.tls_key) else {
+        return Ok(None);
+    };
+    let tls = crate::dimse::tls::server_config(cert, key, cfg.tls_client_ca.as_deref())
+        .map_err(StartError::DimseTls)?;
+    Ok(Some((bind("dimse-tls", addr).await?, tls)))
+}
+
+/// With `dimse.allowed_callers` set, a PACS we C-MOVE from must be allowed to call back.
+fn warn_if_upstreams_not_allowed(config: &Config) {
+    let allowed = &config.dimse.allowed_callers;
+    if allowed.is_empty() {
+        return;
+    }
+    for up in &config.upstreams {
+        let listed = allowed
+            .iter()
+            .any(|c| c.ae_title.trim() == up.ae_title.trim());
+        if up.retrieve == crate::config::RetrieveMethod::CMove && !listed {
+            tracing::warn!(
+                upstream = %up.name,
+                ae_title = %up.ae_title,
+                "upstream retrieves by C-MOVE but its AE title is not in dimse.allowed_callers: \
+                 its C-STOREs will be rejected unless it calls with another listed AE title"
+            );
+        }
     }
 }
 

@@ -65,6 +65,17 @@ pub struct DimseConfig {
     pub timeout: Duration,
     /// Accept associations whatever Called AE title the peer uses.
     pub accept_any_called_ae: bool,
+    /// Calling AE titles (each optionally from an address or CIDR block) allowed to open an
+    /// association; empty: any caller. Upstream PACS that C-MOVE to us must be listed.
+    pub allowed_callers: Vec<crate::dimse::access::AllowedCaller>,
+    /// A second listener speaking DICOM TLS (PS3.15 B.1); needs `tls_cert` and `tls_key`.
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain (leaf first) of the DICOM TLS listener.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: when set, TLS callers must present a certificate issued by one.
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for DimseConfig {
@@ -76,6 +87,11 @@ impl Default for DimseConfig {
             max_associations: 64,
             timeout: Duration::from_secs(60),
             accept_any_called_ae: true,
+            allowed_callers: Vec::new(),
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -106,6 +122,11 @@ pub struct HttpConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Requests handled at once (DICOMweb, admin, metrics); more are answered 503 at once.
+    pub max_concurrent_requests: usize,
+    /// Largest request body (only admin job creation takes one); more is answered 413.
+    #[serde(with = "human_bytes")]
+    pub max_request_body: u64,
 }
 
 impl HttpConfig {
@@ -131,6 +152,8 @@ impl Default for HttpConfig {
             compress_pixel_data: true,
             tls_cert: None,
             tls_key: None,
+            max_concurrent_requests: 512,
+            max_request_body: 1 << 20,
         }
     }
 }
@@ -393,6 +416,11 @@ impl Config {
                 )));
             }
         }
+        if self.http.max_concurrent_requests == 0 {
+            return Err(ConfigError::Invalid(
+                "http.max_concurrent_requests must be at least 1".into(),
+            ));
+        }
         if self.jobs.per_upstream == 0 || self.jobs.attempts == 0 {
             return Err(ConfigError::Invalid(
                 "jobs.per_upstream and jobs.attempts must be at least 1".into(),
@@ -403,6 +431,7 @@ impl Config {
                 "dimse.max_pdu_length must be at least 4096".into(),
             ));
         }
+        self.validate_dimse_access()?;
         if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
             return Err(ConfigError::Invalid(
                 "http.tls_cert and http.tls_key go together: set both for HTTPS, or neither".into(),
@@ -460,6 +489,27 @@ impl Config {
                     up.name, up.address
                 )));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_dimse_access(&self) -> Result<(), ConfigError> {
+        let d = &self.dimse;
+        for c in &d.allowed_callers {
+            check_ae_title("dimse.allowed_callers ae_title", &c.ae_title)?;
+        }
+        crate::dimse::access::CallerPolicy::new(&d.allowed_callers)
+            .map_err(|e| ConfigError::Invalid(format!("dimse.allowed_callers: address {e}")))?;
+        let tls_files = d.tls_cert.is_some() && d.tls_key.is_some();
+        if d.tls_listen.is_some() != tls_files
+            || d.tls_cert.is_some() != d.tls_key.is_some()
+            || (d.tls_client_ca.is_some() && d.tls_listen.is_none())
+        {
+            return Err(ConfigError::Invalid(
+                "dimse.tls_listen, dimse.tls_cert and dimse.tls_key go together (and \
+                 dimse.tls_client_ca needs them): set all three for DICOM TLS, or none"
+                    .into(),
+            ));
         }
         Ok(())
     }
@@ -842,6 +892,21 @@ mod tests {
         let bad =
             "[[upstream]]\nname = \"a\"\nae_title = \"A\"\naddress = \"h:1\"\nwindow = \"7pm\"\n";
         assert!(Config::from_toml_with_env(bad, "t", std::iter::empty()).is_err());
+    }
+
+    #[test]
+    fn dimse_access_and_tls_keys() {
+        let ok = "[dimse]\nallowed_callers = [{ ae_title = \"HOSPA\", address = \"10.0.0.0/8\" }, { ae_title = \"CT1\" }]\n";
+        let cfg = Config::from_toml_with_env(ok, "t", std::iter::empty()).unwrap();
+        assert_eq!(cfg.dimse.allowed_callers.len(), 2);
+        let bad =
+            "[dimse]\nallowed_callers = [{ ae_title = \"HOSPA\", address = \"10.0.0.0/40\" }]\n";
+        assert!(Config::from_toml_with_env(bad, "t", std::iter::empty()).is_err());
+        let half = "[dimse]\ntls_listen = \"0.0.0.0:2762\"\ntls_cert = \"c.pem\"\n";
+        assert!(Config::from_toml_with_env(half, "t", std::iter::empty()).is_err());
+        let full =
+            "[dimse]\ntls_listen = \"0.0.0.0:2762\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n";
+        assert!(Config::from_toml_with_env(full, "t", std::iter::empty()).is_ok());
     }
 
     #[test]

@@ -33,6 +33,7 @@ counters! {
     cstore_bytes_total: "Bytes of instances stored by C-STORE.",
     cecho_total: "C-ECHO requests answered.",
     http_requests_total: "HTTP requests served.",
+    http_shed_total: "HTTP requests answered 503 because http.max_concurrent_requests were running.",
     audit_records_total: "Audit records queued for the audit trail.",
     audit_dropped_total: "Audit records dropped because the writer fell behind.",
     qido_requests_total: "QIDO-RS searches answered.",

@@ -48,6 +48,8 @@ pub enum Event {
     Import,
     /// DCM 110100: the admin API (prefetch jobs, cache management, metrics).
     ApplicationActivity,
+    /// DCM 110113: a refused node (e.g. an association from an unknown calling AE title).
+    SecurityAlert,
 }
 
 impl Event {
@@ -57,6 +59,7 @@ impl Event {
             Event::InstancesAccessed => ("110103", "DICOM Instances Accessed", "R"),
             Event::Import => ("110107", "Import", "C"),
             Event::ApplicationActivity => ("110100", "Application Activity", "E"),
+            Event::SecurityAlert => ("110113", "Security Alert", "E"),
         }
     }
 }
@@ -79,6 +82,13 @@ pub struct Record {
     pub event_date_time: String,
     #[serde(rename = "EventID")]
     pub event_id: Code,
+    /// Refines the event, e.g. DCM 110126 Node Authentication for a Security Alert.
+    #[serde(
+        rename = "EventTypeCode",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub event_type_code: Option<Code>,
     pub event_action_code: String,
     /// 0, 4, 8 or 12.
     pub event_outcome_indicator: u8,
@@ -121,6 +131,7 @@ impl Record {
                 system: "DCM".into(),
                 text: text.into(),
             },
+            event_type_code: None,
             event_action_code: action.into(),
             event_outcome_indicator: outcome,
             event_outcome_description: description,
@@ -132,6 +143,22 @@ impl Record {
             participant_object: Vec::new(),
             request: String::new(),
         }
+    }
+
+    /// Refine the event with a DCM event type code.
+    pub fn event_type(mut self, code: &str, text: &str) -> Record {
+        self.event_type_code = Some(Code {
+            code: code.into(),
+            system: "DCM".into(),
+            text: text.into(),
+        });
+        self
+    }
+
+    /// Say what was asked (method and path, or the DIMSE service).
+    pub fn request(mut self, request: &str) -> Record {
+        self.request = request.into();
+        self
     }
 
     /// Name the study concerned (DCM 110180 Study Instance UID).

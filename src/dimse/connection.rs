@@ -5,10 +5,12 @@
 
 use std::collections::VecDeque;
 
+use dicom_ul::association::client::AsyncClientAssociation;
+use dicom_ul::association::server::AsyncServerAssociation;
 use dicom_ul::association::AsyncAssociation;
 use dicom_ul::pdu::{PDataValue, PDataValueType};
 use dicom_ul::Pdu;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::command::{Command, CommandError};
 
@@ -44,16 +46,27 @@ pub struct Fragment {
     pub is_last: bool,
 }
 
+/// An established association of either side over any stream (plain TCP or TLS): names the
+/// stream type so the DIMSE layer can be generic over it.
+pub trait DimseAssociation: AsyncAssociation<Self::Stream> + Send {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send;
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> DimseAssociation for AsyncServerAssociation<S> {
+    type Stream = S;
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> DimseAssociation for AsyncClientAssociation<S> {
+    type Stream = S;
+}
+
 /// A DIMSE message reader/writer over an association.
 pub struct DimseConnection<A> {
     assoc: A,
     pending: VecDeque<PDataValue>,
 }
 
-impl<A> DimseConnection<A>
-where
-    A: AsyncAssociation<TcpStream> + Send,
-{
+impl<A: DimseAssociation> DimseConnection<A> {
     pub fn new(assoc: A) -> Self {
         Self {
             assoc,

@@ -1,20 +1,27 @@
 //! The DIMSE listener: accepts associations (bounded in number, with timeouts), negotiates any
 //! storage SOP class in any transfer syntax we can parse, and dispatches each command:
 //! C-ECHO here, C-STORE to `store_scp`, anything else answered "unrecognized operation".
-//! Every association ends with an explicit release or abort.
+//! Callers are checked against `dimse.allowed_callers` (see `access`) while negotiating; the
+//! same code serves the plain listener and the DICOM TLS one (`dimse.tls_listen`), which share
+//! the `max_associations` slots. Every association ends with an explicit release or abort.
 
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use dicom_ul::association::server::AcceptAny;
 use dicom_ul::ServerAssociationOptions;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, watch, Semaphore};
+use tokio::time::timeout;
 use tracing::{debug, info, warn, Instrument};
 
+use super::access::{CallerCheck, CallerPolicy, Refusal};
+use super::audit::{self, ImportTally};
 use super::command::{Command, CommandField, Status};
-use super::connection::{DimseConnection, DimseError, Event};
+use super::connection::{DimseAssociation, DimseConnection, DimseError, Event};
 use super::store_scp;
+use crate::audit::Auditor;
 use crate::config::DimseConfig;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoredInstance};
@@ -32,21 +39,27 @@ pub struct StoreEvent {
 /// What the SCP needs from the rest of the gateway.
 pub struct ScpContext {
     pub config: DimseConfig,
+    /// `dimse.allowed_callers`, parsed.
+    pub callers: CallerPolicy,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
     pub events: broadcast::Sender<StoreEvent>,
+    pub audit: Auditor,
+    /// `dimse.max_associations`, shared by the plain and the TLS listener.
+    pub slots: Arc<Semaphore>,
 }
 
 /// A-ASSOCIATE-RJ: rejected-transient, service-provider (presentation), local limit exceeded.
 const REJECT_LIMIT_EXCEEDED: [u8; 10] = [0x03, 0x00, 0, 0, 0, 4, 0x00, 0x02, 0x03, 0x02];
 
-/// Accept associations until `shutdown` turns true; then wait for running associations.
+/// Accept associations on `listener` (over TLS when `tls` is set) until `shutdown` turns
+/// true; then wait for running associations.
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<ScpContext>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(ctx.config.max_associations));
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -54,20 +67,27 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
                     let _ = socket.set_nodelay(true);
-                    let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    let Ok(permit) = Arc::clone(&ctx.slots).try_acquire_owned() else {
                         Metrics::inc(&ctx.metrics.associations_rejected_total);
                         warn!(%peer, "association rejected: limit of concurrent associations reached");
-                        tasks.spawn(reject_busy(socket));
+                        if tls.is_none() {
+                            tasks.spawn(reject_busy(socket));
+                        }
                         continue;
                     };
                     let ctx = Arc::clone(&ctx);
-                    let span = tracing::info_span!("association", %peer, calling_ae = tracing::field::Empty);
+                    let tls = tls.clone();
+                    let span = tracing::info_span!("association", %peer, tls = tls.is_some(), calling_ae = tracing::field::Empty);
                     tasks.spawn(async move {
-                        handle_association(socket, ctx).await;
+                        handle_connection(socket, peer.ip(), ctx, tls).await;
                         drop(permit);
                     }.instrument(span));
                 }
-                Err(e) => warn!(error = %e, "accept failed"),
+                Err(e) => {
+                    // out of file descriptors and the like: back off, never spin
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
@@ -80,30 +100,88 @@ async fn reject_busy(mut socket: TcpStream) {
     let _ = socket.shutdown().await;
 }
 
-async fn handle_association(socket: TcpStream, ctx: Arc<ScpContext>) {
+/// Why an association was not established.
+#[derive(Debug, thiserror::Error)]
+enum EstablishError {
+    #[error("{0}")]
+    Ul(#[from] dicom_ul::association::Error),
+    #[error("negotiation (TLS handshake included) took longer than {0:?}")]
+    Timeout(Duration),
+}
+
+/// Negotiate (TLS first when configured), checking the caller, then serve the association.
+async fn handle_connection(
+    socket: TcpStream,
+    peer: IpAddr,
+    ctx: Arc<ScpContext>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     let cfg = &ctx.config;
+    let refusal = Mutex::new(None);
+    let check = CallerCheck {
+        policy: &ctx.callers,
+        peer,
+        accept_any_called_ae: cfg.accept_any_called_ae,
+        refusal: &refusal,
+    };
     let options = ServerAssociationOptions::new()
         .ae_title(cfg.ae_title.clone())
         .promiscuous(true)
         .max_pdu_length(cfg.max_pdu_length)
         .read_timeout(cfg.timeout)
-        .write_timeout(cfg.timeout);
-    let established = if cfg.accept_any_called_ae {
-        options
-            .ae_access_control(AcceptAny)
-            .establish_async(socket)
-            .await
-    } else {
-        options
-            .accept_called_ae_title()
-            .establish_async(socket)
-            .await
-    };
+        .write_timeout(cfg.timeout)
+        .ae_access_control(check);
+    // dicom-ul's own timeout does not cover the TLS handshake: bound the whole negotiation.
+    let limit = cfg.timeout;
+    match tls {
+        None => {
+            let r = bounded(limit, options.establish_async(socket)).await;
+            let refused = take(&refusal);
+            run_association(r, refused, peer, &ctx).await;
+        }
+        Some(tls) => {
+            let options = options.tls_config(tls);
+            let r = bounded(limit, options.establish_tls_async(socket)).await;
+            let refused = take(&refusal);
+            run_association(r, refused, peer, &ctx).await;
+        }
+    }
+}
+
+async fn bounded<T>(
+    limit: Duration,
+    establish: impl std::future::Future<Output = Result<T, dicom_ul::association::Error>>,
+) -> Result<T, EstablishError> {
+    match timeout(limit, establish).await {
+        Ok(r) => r.map_err(EstablishError::from),
+        Err(_) => Err(EstablishError::Timeout(limit)),
+    }
+}
+
+fn take(refusal: &Mutex<Option<Refusal>>) -> Option<Refusal> {
+    refusal.lock().ok().and_then(|mut r| r.take())
+}
+
+/// Count, log and audit a refused association, or serve an established one.
+async fn run_association<A: DimseAssociation>(
+    established: Result<A, EstablishError>,
+    refused: Option<Refusal>,
+    peer: IpAddr,
+    ctx: &ScpContext,
+) {
     let assoc = match established {
         Ok(a) => a,
         Err(e) => {
             Metrics::inc(&ctx.metrics.associations_rejected_total);
-            warn!(error = %e, "association not established");
+            match refused {
+                Some(refusal) => {
+                    warn!(reason = %refusal, "association rejected");
+                    if let Some(record) = audit::refused(&refusal, peer) {
+                        ctx.audit.record(record);
+                    }
+                }
+                None => warn!(error = %e, "association not established"),
+            }
             return;
         }
     };
@@ -117,7 +195,12 @@ async fn handle_association(socket: TcpStream, ctx: Arc<ScpContext>) {
         "association established"
     );
     let mut conn = DimseConnection::new(assoc);
-    match serve_commands(&mut conn, &ctx, &calling_ae).await {
+    let mut imports = ImportTally::default();
+    let served = serve_commands(&mut conn, ctx, &calling_ae, &mut imports).await;
+    if let Some(record) = imports.record(&calling_ae, peer) {
+        ctx.audit.record(record);
+    }
+    match served {
         Ok(()) => debug!("association released by peer"),
         Err(e) => {
             warn!(error = %e, "association ended abnormally; aborting");
@@ -131,9 +214,10 @@ async fn serve_commands<A>(
     conn: &mut DimseConnection<A>,
     ctx: &ScpContext,
     calling_ae: &str,
+    imports: &mut ImportTally,
 ) -> Result<(), DimseError>
 where
-    A: dicom_ul::association::AsyncAssociation<TcpStream> + Send,
+    A: DimseAssociation,
 {
     loop {
         let (pc_id, command) = match conn.next_event().await? {
@@ -146,7 +230,10 @@ where
                 respond(conn, pc_id, &command, Status::SUCCESS, None).await?;
             }
             Some(CommandField::CStoreRq) => {
-                store_scp::handle_c_store(conn, ctx, pc_id, &command, calling_ae).await?;
+                match store_scp::handle_c_store(conn, ctx, pc_id, &command, calling_ae).await? {
+                    Some(study_uid) => imports.stored(&study_uid),
+                    None => imports.refused(),
+                }
             }
             Some(CommandField::CCancelRq) => {}
             other => {
@@ -176,7 +263,7 @@ pub async fn respond<A>(
     error_comment: Option<&str>,
 ) -> Result<(), DimseError>
 where
-    A: dicom_ul::association::AsyncAssociation<TcpStream> + Send,
+    A: DimseAssociation,
 {
     let Some(mut rsp) = Command::response_to(request, status) else {
         return Ok(());

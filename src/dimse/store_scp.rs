@@ -3,28 +3,28 @@
 //! for its cause (A700 out of resources, A900 data set does not match, C000 cannot
 //! understand) with an Error Comment; a broken connection leaves no file behind.
 
-use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use std::sync::Arc;
 
 use super::command::{tag, Command, Status};
-use super::connection::{DimseConnection, DimseError};
+use super::connection::{DimseAssociation, DimseConnection, DimseError};
 use super::scp::{respond, ScpContext, StoreEvent};
 use crate::metrics::Metrics;
 use crate::store::{FileMeta, Store, StoreError, StoredInstance};
 use crate::types::Uid;
 
 /// Receive one instance and answer its C-STORE-RQ (inbound association from a PACS).
+/// Returns the Study Instance UID of a stored instance, `None` when it was refused.
 pub async fn handle_c_store<A>(
     conn: &mut DimseConnection<A>,
     ctx: &ScpContext,
     pc_id: u8,
     request: &Command,
     calling_ae: &str,
-) -> Result<(), DimseError>
+) -> Result<Option<String>, DimseError>
 where
-    A: dicom_ul::association::AsyncAssociation<TcpStream> + Send,
+    A: DimseAssociation,
 {
     let announce = |instance: &StoredInstance| {
         let _ = ctx.events.send(StoreEvent {
@@ -39,10 +39,13 @@ where
         Some(instance) => {
             Metrics::inc(&ctx.metrics.cstore_received_total);
             Metrics::add(&ctx.metrics.cstore_bytes_total, instance.file_size);
+            Ok(Some(instance.study_uid.to_string()))
         }
-        None => Metrics::inc(&ctx.metrics.cstore_failed_total),
+        None => {
+            Metrics::inc(&ctx.metrics.cstore_failed_total);
+            Ok(None)
+        }
     }
-    Ok(())
 }
 
 /// Receive the data set of a C-STORE-RQ into the store and send the C-STORE-RSP: success
@@ -59,7 +62,7 @@ pub async fn store_and_answer<A>(
     announce: impl FnOnce(&StoredInstance),
 ) -> Result<Option<StoredInstance>, DimseError>
 where
-    A: dicom_ul::association::AsyncAssociation<TcpStream> + Send,
+    A: DimseAssociation,
 {
     let Some(ts) = negotiated_transfer_syntax(conn, pc_id) else {
         conn.drain_data_set().await?;
@@ -123,7 +126,7 @@ async fn receive_into_store<A>(
     meta: FileMeta,
 ) -> Result<Result<StoredInstance, StoreError>, DimseError>
 where
-    A: dicom_ul::association::AsyncAssociation<TcpStream> + Send,
+    A: DimseAssociation,
 {
     let mut pending = match store.begin(meta).await {
         Ok(p) => p,
@@ -153,7 +156,7 @@ where
 
 fn negotiated_transfer_syntax<A>(conn: &DimseConnection<A>, pc_id: u8) -> Option<String>
 where
-    A: dicom_ul::association::AsyncAssociation<TcpStream> + Send,
+    A: DimseAssociation,
 {
     conn.association()
         .presentation_contexts()

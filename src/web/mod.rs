@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod byte_range;
 pub mod convert;
+pub mod limits;
 pub mod multipart;
 pub mod negotiate;
 pub mod prepare;
@@ -229,12 +230,20 @@ pub fn app(state: AppState) -> Router {
             guard(&state, auth::Need::Admin),
             auth::guard,
         ));
-    router
+    let http = &state.config.http;
+    let audited = router
         .merge(admin)
-        .layer(from_fn_with_state(state.clone(), audit::record))
-        .route("/healthz", get(admin::health))
-        .layer(cors(&state.config.http.cors_allow_origins))
-        .with_state(state)
+        .layer(from_fn_with_state(state.clone(), audit::record));
+    limits::apply(
+        audited,
+        http.max_concurrent_requests,
+        http.max_request_body,
+        Arc::clone(&state.metrics),
+    )
+    // liveness stays answerable under load
+    .route("/healthz", get(admin::health))
+    .layer(cors(&state.config.http.cors_allow_origins))
+    .with_state(state)
 }
 
 /// The authentication state of a group of routes.

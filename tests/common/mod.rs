@@ -19,6 +19,8 @@ pub struct Gateway {
     pub http: SocketAddr,
     pub dimse: SocketAddr,
     pub dir: PathBuf,
+    /// The `tsunagi ready` log line (every bound address is in it).
+    pub ready: String,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -69,6 +71,7 @@ impl Gateway {
             http: field(&line, "http").parse().expect("http addr"),
             dimse: field(&line, "dimse").parse().expect("dimse addr"),
             dir: dir.to_path_buf(),
+            ready: line.clone(),
             _tmp: None,
         }
     }
@@ -76,6 +79,11 @@ impl Gateway {
     /// Keep `tmp` (holding the cache) until the gateway is dropped.
     pub fn hold(&mut self, tmp: tempfile::TempDir) {
         self._tmp = Some(tmp);
+    }
+
+    /// A `name=value` field of the ready line (e.g. `dimse_tls`).
+    pub fn ready_field(&self, name: &str) -> String {
+        field(&self.ready, name)
     }
 
     pub fn base(&self) -> String {
