@@ -104,28 +104,56 @@ impl<R: Read + Seek> Walk<R> {
         }
         let mut vr = [0u8; 2];
         self.read(&mut vr)?;
-        let long = matches!(
+        // as dicom-encoding reads it: the VRs below have a 16-bit length, every other one
+        // (unknown VRs included, read as UN) two reserved bytes and a 32-bit length
+        let short = matches!(
             &vr,
-            b"OB"
-                | b"OD"
-                | b"OF"
-                | b"OL"
-                | b"OV"
-                | b"OW"
-                | b"SQ"
-                | b"SV"
-                | b"UC"
-                | b"UN"
-                | b"UR"
-                | b"UT"
-                | b"UV"
+            b"AE"
+                | b"AS"
+                | b"AT"
+                | b"CS"
+                | b"DA"
+                | b"DS"
+                | b"DT"
+                | b"FL"
+                | b"FD"
+                | b"IS"
+                | b"LO"
+                | b"LT"
+                | b"PN"
+                | b"SH"
+                | b"SL"
+                | b"SS"
+                | b"ST"
+                | b"TM"
+                | b"UI"
+                | b"UL"
+                | b"US"
         );
-        let len = if long {
+        let len = if short {
+            u32::from(self.u16()?)
+        } else {
             self.u16()?;
             self.u32()?
-        } else {
-            u32::from(self.u16()?)
         };
+        let known = short
+            || matches!(
+                &vr,
+                b"OB"
+                    | b"OD"
+                    | b"OF"
+                    | b"OL"
+                    | b"OV"
+                    | b"OW"
+                    | b"SQ"
+                    | b"SV"
+                    | b"UC"
+                    | b"UN"
+                    | b"UR"
+                    | b"UT"
+                    | b"UV"
+            );
+        let vr = if known { vr } else { *b"UN" };
         Ok((Some(vr), len))
     }
 
