@@ -3,8 +3,8 @@
 //! declares a 4 GiB value would make the gateway allocate 4 GiB (found by the `dataset` fuzz
 //! target). This walk reads only element headers, descending into sequences, items and
 //! encapsulated pixel data as the parser would, and refuses any declared length larger than
-//! the bytes left in the file. Deflated data sets are not checked (their inflated size is
-//! unknown here); every other transfer syntax is.
+//! the bytes left in the file. A deflated data set is inflated into a temporary file first
+//! (at most `MAX_INFLATED` bytes: more is refused) and checked there.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
@@ -13,6 +13,9 @@ use std::path::Path;
 use super::layout::data_set_start;
 
 const UNDEFINED: u32 = u32::MAX;
+const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
+/// Largest inflated data set accepted.
+const MAX_INFLATED: u64 = 4 << 30;
 const ITEM: (u16, u16) = (0xFFFE, 0xE000);
 const SEQUENCE_END: (u16, u16) = (0xFFFE, 0xE0DD);
 const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
@@ -24,20 +27,24 @@ pub enum BoundsError {
     TooLong(u16, u16, u32, u64),
     #[error("{0}")]
     Layout(#[from] super::layout::LayoutError),
+    #[error("the deflated data set inflates to more than {0} bytes")]
+    TooLarge(u64),
     #[error("cannot read the file: {0}")]
     Io(#[from] io::Error),
 }
 
 /// Check every declared length of the data set of the Part 10 file at `path`.
 pub fn check_lengths(path: &Path, ts_uid: &str) -> Result<(), BoundsError> {
-    if ts_uid == "1.2.840.10008.1.2.1.99" {
-        return Ok(());
-    }
     let file = File::open(path)?;
-    let size = file.metadata()?.len();
     let mut r = BufReader::with_capacity(64 * 1024, file);
-    let start = data_set_start(&mut r)?;
+    let mut start = data_set_start(&mut r)?;
     r.seek(SeekFrom::Start(start))?;
+    if ts_uid == DEFLATED {
+        let inflated = inflate(r)?;
+        r = BufReader::with_capacity(64 * 1024, inflated);
+        start = 0;
+    }
+    let size = r.get_ref().metadata()?.len();
     let mut walk = Walk {
         r,
         size,
@@ -47,6 +54,18 @@ pub fn check_lengths(path: &Path, ts_uid: &str) -> Result<(), BoundsError> {
         in_fragments: false,
     };
     walk.run()
+}
+
+/// Inflate the rest of `r` (raw deflate, PS3.5 A.5) into an anonymous temporary file.
+fn inflate(r: impl Read) -> Result<File, BoundsError> {
+    let mut out = tempfile::tempfile()?;
+    let mut inflater = flate2::read::DeflateDecoder::new(r).take(MAX_INFLATED + 1);
+    let n = io::copy(&mut inflater, &mut out)?;
+    if n > MAX_INFLATED {
+        return Err(BoundsError::TooLarge(MAX_INFLATED));
+    }
+    out.seek(SeekFrom::Start(0))?;
+    Ok(out)
 }
 
 struct Walk<R> {
