@@ -149,6 +149,7 @@ pub fn index_file(
     path: &Path,
     bulk_prefix_for: impl Fn(&Uid, &Uid, &Uid) -> String,
 ) -> Result<IndexedInstance, IngestError> {
+    check_declared_lengths(path)?;
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
@@ -221,6 +222,20 @@ pub fn index_file(
         series,
         instance,
     })
+}
+
+/// Refuse a file declaring values longer than itself before dicom-parser allocates them
+/// (see `bounds`).
+fn check_declared_lengths(path: &Path) -> Result<(), IngestError> {
+    let parse = |e: String| IngestError::Parse(e);
+    let mut file =
+        std::io::BufReader::new(std::fs::File::open(path).map_err(|e| parse(e.to_string()))?);
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(128))
+        .map_err(|e| parse(e.to_string()))?;
+    let meta =
+        dicom_object::meta::FileMetaTable::from_reader(file).map_err(|e| parse(e.to_string()))?;
+    let ts = meta.transfer_syntax().trim_end_matches('\0');
+    super::bounds::check_lengths(path, ts).map_err(|e| parse(e.to_string()))
 }
 
 /// The declared Specific Character Set of a data set.

@@ -94,7 +94,7 @@ pub fn locate_pixel_data(path: &Path, ts_uid: &str) -> Result<PixelData, LayoutE
 }
 
 /// Offset of the data set: after the preamble, "DICM" and the file meta group.
-fn data_set_start<R: Read + Seek>(r: &mut R) -> Result<u64, LayoutError> {
+pub(crate) fn data_set_start<R: Read + Seek>(r: &mut R) -> Result<u64, LayoutError> {
     let mut head = [0u8; 144];
     r.read_exact(&mut head)?;
     if &head[128..132] != b"DICM" {

@@ -4,6 +4,7 @@
 //! `evict` keeps the disk cache within its size (LRU, pins, leases, purge).
 //! All blocking work (fsync, parsing, SQLite) runs on the blocking pool.
 
+pub mod bounds;
 pub mod derived;
 pub mod disk;
 pub mod evict;
