@@ -314,4 +314,20 @@ mod tests {
             assert!(indexed.is_err(), "{name}");
         }
     }
+
+    /// Open finding (fuzz run of 2026-11-24): an Implicit VR LE data set of 178 bytes still
+    /// makes dicom-parser allocate about 2 GiB, so this walk and the parser disagree on some
+    /// implicit VR construct (to investigate: dictionary SQ with a defined length, or an
+    /// undefined length on a non-sequence tag).
+    #[test]
+    #[ignore = "open: implicit VR construct the bounds walk does not model yet"]
+    fn open_finding_implicit_vr() {
+        let raw = std::fs::read(root().join("tests/fuzz-regressions/dataset-implicit-vr-open.bin"))
+            .unwrap();
+        let bytes = part10("1.2.840.10008.1.2", &raw[1..]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.dcm");
+        std::fs::write(&path, bytes).unwrap();
+        assert!(check_lengths(&path, "1.2.840.10008.1.2").is_err());
+    }
 }
