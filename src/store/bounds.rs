@@ -155,23 +155,7 @@ impl<R: Read + Seek> Walk<R> {
             self.u16()?;
             self.u32()?
         };
-        let known = short
-            || matches!(
-                &vr,
-                b"OB"
-                    | b"OD"
-                    | b"OF"
-                    | b"OL"
-                    | b"OV"
-                    | b"OW"
-                    | b"SQ"
-                    | b"SV"
-                    | b"UC"
-                    | b"UN"
-                    | b"UR"
-                    | b"UT"
-                    | b"UV"
-            );
+        let known = short || super::layout::has_long_length(&vr);
         let vr = if known { vr } else { *b"UN" };
         Ok((Some(vr), len))
     }

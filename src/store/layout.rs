@@ -166,22 +166,7 @@ impl<R: Read + Seek> Walker<R> {
         let mut vr = [0u8; 2];
         self.r.read_exact(&mut vr)?;
         self.pos += 2;
-        let len = if matches!(
-            &vr,
-            b"OB"
-                | b"OD"
-                | b"OF"
-                | b"OL"
-                | b"OV"
-                | b"OW"
-                | b"SQ"
-                | b"UC"
-                | b"UN"
-                | b"UR"
-                | b"UT"
-                | b"SV"
-                | b"UV"
-        ) {
+        let len = if has_long_length(&vr) {
             self.skip(2)?;
             self.read_u32()?
         } else {
@@ -376,6 +361,26 @@ pub fn read_ranges(path: &Path, ranges: &[Range]) -> io::Result<Vec<u8>> {
         }
     }
     Ok(out)
+}
+
+/// Explicit VRs whose header has 2 reserved bytes and a 32-bit length (PS3.5 7.1.2).
+pub fn has_long_length(vr: &[u8; 2]) -> bool {
+    matches!(
+        vr,
+        b"OB"
+            | b"OD"
+            | b"OF"
+            | b"OL"
+            | b"OV"
+            | b"OW"
+            | b"SQ"
+            | b"SV"
+            | b"UC"
+            | b"UN"
+            | b"UR"
+            | b"UT"
+            | b"UV"
+    )
 }
 
 #[cfg(test)]
