@@ -111,6 +111,9 @@ async fn pinned_studies_survive_and_the_least_recently_used_go_first() {
         let (ok, out) = storescu(&storescu_bin, gw.dimse, "-x=", files);
         assert!(ok, "{out}");
     }
+    // A's read must come later than B's arrival on every clock the index keeps (access times
+    // in ms, arrival times in s): on a fast machine all of this happens within one second
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, _, _, _) = get(&format!("{}/studies/{a}", gw.base()), AS_STORED).await;
     assert_eq!(status, 200);
     let stats = get_json(&format!("{url}/admin/cache")).await; // also flushes the access times
@@ -130,6 +133,7 @@ async fn pinned_studies_survive_and_the_least_recently_used_go_first() {
     let gw = Gateway::start_with_config_in(&dir, &up, &env);
     let (ok, out) = storescu(&storescu_bin, gw.dimse, "-x=", &c_files);
     assert!(ok, "{out}");
+    eprintln!("studies: pinned {pinned}, A {a}, B {b}, C {c}, D {d}");
     let left = wait_until_gone(&gw, &b).await;
     assert_eq!(
         left,
