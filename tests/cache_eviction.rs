@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::pacs::*;
@@ -16,20 +15,6 @@ use common::*;
 use serde_json::{json, Value};
 
 const AS_STORED: &str = "multipart/related; type=\"application/dicom\"; transfer-syntax=*";
-
-fn tsunagi(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tsunagi"))
-        .args(args)
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run tsunagi");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 async fn studies_in_cache(gw: &Gateway) -> Vec<String> {
     let rows = get_json(&format!("{}/studies", gw.base())).await;

@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::pacs::*;
@@ -39,20 +38,6 @@ fn hospital_with_three_studies(tmp: &Path) -> Option<(DcmQrScp, Vec<Study>)> {
         (uid3, s3),
     ];
     Some((a, studies))
-}
-
-fn tsunagi(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tsunagi"))
-        .args(args)
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run tsunagi");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 fn admin(gw: &Gateway) -> String {

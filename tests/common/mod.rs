@@ -111,6 +111,21 @@ fn field(line: &str, name: &str) -> String {
         .to_string()
 }
 
+/// Run the `tsunagi` CLI (quiet logs); success and its stdout + stderr.
+pub fn tsunagi(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tsunagi"))
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run tsunagi");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// Every file below `dir` (none if it does not exist).
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
