@@ -5,10 +5,19 @@
 //! encapsulated pixel data as the parser would, and refuses any declared length larger than
 //! the bytes left in the file. A deflated data set is inflated into a temporary file first
 //! (at most `MAX_INFLATED` bytes: more is refused) and checked there.
+//!
+//! Binary values (US, UL, FD, OW ...) must hold whole numbers of their unit: dicom-parser reads
+//! `len / unit` units but advances its position by `len`, so a UL of 46 bytes leaves it two
+//! bytes out of step, and the next "length" it reads is garbage (fuzz finding). In Implicit VR
+//! the VR comes from the standard dictionary, as the parser takes it.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
+
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+use dicom_core::Tag;
+use dicom_dictionary_std::StandardDataDictionary;
 
 use super::layout::data_set_start;
 
@@ -27,6 +36,10 @@ pub enum BoundsError {
     TooLong(u16, u16, u32, u64),
     #[error("{0}")]
     Layout(#[from] super::layout::LayoutError),
+    #[error(
+        "element ({0:04X},{1:04X}) {2}: a length of {3} bytes is not a whole number of values"
+    )]
+    PartialValue(u16, u16, String, u32),
     #[error("the deflated data set inflates to more than {0} bytes")]
     TooLarge(u64),
     #[error("cannot read the file: {0}")]
@@ -68,6 +81,33 @@ fn inflate(r: impl Read) -> Result<File, BoundsError> {
     Ok(out)
 }
 
+/// The VR dicom-parser gives `tag` in Implicit VR: OW for Pixel Data and overlays, the
+/// dictionary's (first) VR, or UN for a tag the dictionary does not know.
+fn implicit_vr(tag: (u16, u16)) -> [u8; 2] {
+    if tag == PIXEL_DATA || (tag.0 >> 8 == 0x60 && tag.1 == 0x3000) {
+        return *b"OW";
+    }
+    StandardDataDictionary
+        .by_tag(Tag(tag.0, tag.1))
+        .map(|entry| entry.vr().relaxed().to_bytes())
+        .unwrap_or(*b"UN")
+}
+
+/// Binary VRs hold values of a fixed size: their length must be a multiple of it.
+fn check_whole_values(tag: (u16, u16), vr: &[u8; 2], len: u32) -> Result<(), BoundsError> {
+    let unit = match vr {
+        b"US" | b"SS" | b"OW" => 2,
+        b"UL" | b"SL" | b"FL" | b"OF" | b"OL" | b"AT" => 4,
+        b"FD" | b"OD" | b"SV" | b"UV" | b"OV" => 8,
+        _ => return Ok(()),
+    };
+    if len % unit != 0 {
+        let vr = String::from_utf8_lossy(vr).into_owned();
+        return Err(BoundsError::PartialValue(tag.0, tag.1, vr, len));
+    }
+    Ok(())
+}
+
 struct Walk<R> {
     r: R,
     size: u64,
@@ -86,15 +126,18 @@ impl<R: Read + Seek> Walk<R> {
                 self.delimiter(tag)?;
                 continue;
             }
-            let (vr, len) = self.value_header()?;
+            let vr = self.value_header(tag)?;
+            let (vr, len) = vr;
             if len == UNDEFINED {
                 // a sequence (or UN / encapsulated pixel data) whose contents follow
                 self.in_fragments = tag == PIXEL_DATA;
                 continue;
             }
             self.check(tag, len)?;
-            let descend = vr == Some(*b"SQ")
-                || (matches!(vr, None | Some([b'U', b'N'])) && self.starts_with_item(len)?);
+            if tag != PIXEL_DATA {
+                check_whole_values(tag, &vr, len)?;
+            }
+            let descend = &vr == b"SQ" || (&vr == b"UN" && self.starts_with_item(len)?);
             if !descend {
                 self.skip(len)?;
             }
@@ -117,9 +160,10 @@ impl<R: Read + Seek> Walk<R> {
         Ok(())
     }
 
-    fn value_header(&mut self) -> io::Result<(Option<[u8; 2]>, u32)> {
+    /// The VR (as dicom-parser takes it) and the declared length of the element `tag`.
+    fn value_header(&mut self, tag: (u16, u16)) -> io::Result<([u8; 2], u32)> {
         if !self.explicit {
-            return Ok((None, self.u32()?));
+            return Ok((implicit_vr(tag), self.u32()?));
         }
         let mut vr = [0u8; 2];
         self.read(&mut vr)?;
@@ -157,7 +201,7 @@ impl<R: Read + Seek> Walk<R> {
         };
         let known = short || super::layout::has_long_length(&vr);
         let vr = if known { vr } else { *b"UN" };
-        Ok((Some(vr), len))
+        Ok((vr, len))
     }
 
     fn check(&self, tag: (u16, u16), len: u32) -> Result<(), BoundsError> {
@@ -299,19 +343,25 @@ mod tests {
         }
     }
 
-    /// Open finding (fuzz run of 2026-11-24): an Implicit VR LE data set of 178 bytes still
-    /// makes dicom-parser allocate about 2 GiB, so this walk and the parser disagree on some
-    /// implicit VR construct (to investigate: dictionary SQ with a defined length, or an
-    /// undefined length on a non-sequence tag).
+    /// Fuzz finding: in Implicit VR, (0000,0000) is UL; a length of 46 made dicom-parser read
+    /// 44 bytes while counting 46, so it took the next element's tag bytes for a length of
+    /// 0xFFFF0000 and allocated 4 GiB for it.
     #[test]
-    #[ignore = "open: implicit VR construct the bounds walk does not model yet"]
-    fn open_finding_implicit_vr() {
-        let raw = std::fs::read(root().join("tests/fuzz-regressions/dataset-implicit-vr-open.bin"))
+    fn a_binary_value_with_a_partial_last_value_is_refused() {
+        let raw = std::fs::read(root().join("tests/fuzz-regressions/dataset-ul-partial-value.bin"))
             .unwrap();
-        let bytes = part10("1.2.840.10008.1.2", &raw[1..]);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.dcm");
-        std::fs::write(&path, bytes).unwrap();
-        assert!(check_lengths(&path, "1.2.840.10008.1.2").is_err());
+        let err = check(&part10("1.2.840.10008.1.2", &raw[1..]), "1.2.840.10008.1.2");
+        assert!(
+            matches!(err, Err(BoundsError::PartialValue(0x0000, 0x0000, ref vr, 46)) if vr == "UL"),
+            "{err:?}"
+        );
+        // explicit VR: an FD of 12 bytes
+        let mut ds = vec![0x18, 0x00, 0x50, 0x00, b'F', b'D', 12, 0];
+        ds.extend_from_slice(&[0u8; 12]);
+        let err = check(&part10("1.2.840.10008.1.2.1", &ds), "1.2.840.10008.1.2.1");
+        assert!(matches!(
+            err,
+            Err(BoundsError::PartialValue(0x0018, 0x0050, _, 12))
+        ));
     }
 }
