@@ -647,7 +647,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     Ok((n * mult as f64) as u64)
 }
 
-/// Parse "30s", "500ms", "2m", "1h" into a duration.
+/// Parse "30s", "500ms", "2m", "1h", "90d" into a duration.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t
@@ -662,6 +662,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => n,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
+        "d" => n * 86400.0,
         other => return Err(format!("unknown duration unit {other:?} in {text:?}")),
     };
     Ok(Duration::from_secs_f64(secs))

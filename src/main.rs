@@ -66,11 +66,11 @@ enum Command {
     },
     /// Create a prefetch job on a running gateway (or one per line of a referrals CSV).
     #[command(
-        after_help = "Examples:\n  tsunagi prefetch --patient JP-0001 --upstream hospital-a --due 2026-12-01T09:00 --wait\n  tsunagi prefetch --accession ACC-778 --modality CT --last 3\n  tsunagi prefetch --from referrals.csv --wait\n\nreferrals.csv: patient_id,issuer_or_upstream,due,accession_number,modality (see README)."
+        after_help = "Examples:\n  tsunagi prefetch --patient JP-0001 --upstream hospital-a --due 2026-12-01T09:00 --wait\n  tsunagi prefetch --patient JP-0001 --due 2026-12-01T09:00 --referred-to clinic-a\n  tsunagi prefetch --accession ACC-778 --modality CT --last 3\n  tsunagi prefetch --from referrals.csv --wait\n\nreferrals.csv: patient_id,issuer_or_upstream,due,accession_number,modality[,referred_to] (see README)."
     )]
     Prefetch {
         #[command(flatten)]
-        args: tsunagi::cli::PrefetchArgs,
+        args: Box<tsunagi::cli::PrefetchArgs>,
         #[arg(long, short, value_name = "PATH")]
         config: Option<PathBuf>,
     },
@@ -113,7 +113,7 @@ fn main() -> ExitCode {
         }
         Command::Serve { .. } => serve(cfg),
         Command::Echo { upstream, .. } => echo(cfg, upstream.as_deref()),
-        Command::Prefetch { args, .. } => admin(|| tsunagi::cli::prefetch(&cfg, args)),
+        Command::Prefetch { args, .. } => admin(|| tsunagi::cli::prefetch(&cfg, *args)),
         Command::Jobs { args, .. } => admin(|| tsunagi::cli::jobs(&cfg, args)),
         Command::Cache { command, .. } => admin(|| tsunagi::cli::cache(&cfg, command)),
     }

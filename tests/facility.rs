@@ -3,7 +3,9 @@
 //! A clinic allowed only `"local"` sees the first and not the second, in QIDO (rows dropped,
 //! a scoped search as empty as for a missing study) and on every WADO-RS resource type (the same
 //! 404 as a missing study); a clinic allowed `hospital-b` the reverse; a caller without a
-//! facility sees nothing; the admin role sees all.
+//! facility sees nothing; the admin role sees all. Pages are cut after filtering, so a
+//! restricted caller's `limit` and `Warning` count only what it may see. A `referred_only`
+//! clinic sees a patient's studies only while a referral (`/admin/referrals`) names it.
 
 mod common;
 
@@ -143,6 +145,25 @@ timeout = "1s"
     let mut both = vec![study_a.clone(), study_b.clone()];
     both.sort();
     assert_eq!(all, both);
+    // Paging counts only visible rows: the first page of one is clinic-local's study, and
+    // nothing says more remain (the admin's second study is not "another result" for it).
+    let page = reqwest::Client::new()
+        .get(format!("{studies}?limit=1"))
+        .header("Authorization", format!("Bearer {LOCAL_KEY}"))
+        .send()
+        .await
+        .expect("page");
+    let more = page
+        .headers()
+        .get_all("warning")
+        .iter()
+        .any(|w| w.to_str().unwrap_or("").contains("additional results"));
+    assert!(!more, "{:?}", page.headers());
+    let rows: Value = page.json().await.expect("json");
+    assert_eq!(rows[0]["0020000D"]["Value"][0], study_a.as_str());
+    let (_, body) = get_as(&format!("{studies}?limit=1&offset=1"), LOCAL_KEY).await;
+    assert_eq!(study_uids_of(&body), serde_json::json!([]));
+
     // All-series / all-instances searches are filtered by their study too.
     for level in ["series", "instances"] {
         let uids = study_uids(&format!("{base}/{level}"), LOCAL_KEY).await;
@@ -183,4 +204,142 @@ timeout = "1s"
 
 fn study_uids_of(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+async fn send_as(
+    method: reqwest::Method,
+    url: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, url)
+        .header("Authorization", format!("Bearer {key}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn referred_only_clinic_sees_referred_patients() {
+    let Some(storescu_bin) = peer("/usr/bin/storescu", "it pushes the studies") else {
+        return;
+    };
+    let (file_a, a) = sample("p3-ir13-ir87/ct-64.dcm");
+    let (file_b, b) = sample("p4-ir87-ir159/sc-64.dcm");
+    let study_a = a["study_uid"].as_str().unwrap().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = format!(
+        "[{{name = \"clinic-r\", key = \"{LOCAL_KEY}\", facility = \"clinic-r\"}}, \
+          {{name = \"admin\", key = \"{ADMIN_KEY}\", roles = [\"tsunagi-admin\"]}}]"
+    );
+    let env = [
+        ("TSUNAGI_AUTH__MODE", "api-key"),
+        ("TSUNAGI_AUTH__API_KEY", keys.as_str()),
+        ("TSUNAGI_JOBS__ENABLED", "false"),
+    ];
+    std::fs::write(
+        tmp.path().join("proxy.toml"),
+        "[[facility]]\nname = \"clinic-r\"\nupstreams = [\"local\"]\nreferred_only = true\n",
+    )
+    .unwrap();
+    let mut gw = Gateway::start_in(&tmp.path().join("cache"), &env);
+    gw.hold(tmp);
+    for f in [&file_a, &file_b] {
+        let (ok, text) = storescu(&storescu_bin, gw.dimse, "-xs", std::slice::from_ref(f));
+        assert!(ok, "storescu: {text}");
+    }
+    let base = gw.base();
+    let studies = format!("{base}/studies");
+    let referrals = format!("http://{}/admin/referrals", gw.http);
+
+    // No referral yet: nothing, neither in QIDO nor by WADO-RS.
+    assert!(study_uids(&studies, LOCAL_KEY).await.is_empty());
+    assert_eq!(
+        get_as(&format!("{base}/studies/{study_a}"), LOCAL_KEY)
+            .await
+            .0,
+        404
+    );
+
+    // Referrals are an admin action, checked against the configuration.
+    use reqwest::Method;
+    let mut refer = serde_json::json!({"facility": "clinic-r", "patient_id": a["patient_id"]});
+    let (status, _) = send_as(Method::POST, &referrals, LOCAL_KEY, Some(refer.clone())).await;
+    assert_eq!(status, 403);
+    let unknown = serde_json::json!({"facility": "clinic-z", "patient_id": "JP-0003"});
+    let (status, body) = send_as(Method::POST, &referrals, ADMIN_KEY, Some(unknown)).await;
+    assert_eq!(status, 400, "{body}");
+    let wildcard = serde_json::json!({"facility": "clinic-r", "patient_id": "JP-*"});
+    assert_eq!(
+        send_as(Method::POST, &referrals, ADMIN_KEY, Some(wildcard))
+            .await
+            .0,
+        400
+    );
+
+    // An ended referral opens nothing.
+    refer["until"] = "2020-01-01T00:00Z".into();
+    let (status, body) = send_as(Method::POST, &referrals, ADMIN_KEY, Some(refer.clone())).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(study_uids(&studies, LOCAL_KEY).await.is_empty());
+
+    // A referral in force opens that patient's study, and only it.
+    refer.as_object_mut().unwrap().remove("until");
+    let (status, made) = send_as(Method::POST, &referrals, ADMIN_KEY, Some(refer)).await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["source"], "admin");
+    assert!(made["until"].as_i64().is_some(), "default validity: {made}");
+    assert_eq!(study_uids(&studies, LOCAL_KEY).await, vec![study_a.clone()]);
+    for (res_a, res_b) in wado_resources(&a).iter().zip(wado_resources(&b)) {
+        let (status, body) = get_as(&format!("{base}/{res_a}"), LOCAL_KEY).await;
+        assert_eq!(status, 200, "referred patient: {res_a}: {body}");
+        let (status, _) = get_as(&format!("{base}/{res_b}"), LOCAL_KEY).await;
+        assert_eq!(status, 404, "patient not referred: {res_b}");
+    }
+    let (status, listed) = send_as(
+        Method::GET,
+        &format!("{referrals}?facility=clinic-r"),
+        ADMIN_KEY,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+
+    // Withdrawn: closed again.
+    let id = made["id"].as_i64().unwrap();
+    let (status, _) = send_as(
+        Method::DELETE,
+        &format!("{referrals}/{id}"),
+        ADMIN_KEY,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        send_as(
+            Method::DELETE,
+            &format!("{referrals}/{id}"),
+            ADMIN_KEY,
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    assert!(study_uids(&studies, LOCAL_KEY).await.is_empty());
+    assert_eq!(
+        get_as(&format!("{base}/studies/{study_a}/metadata"), LOCAL_KEY)
+            .await
+            .0,
+        404
+    );
 }

@@ -250,7 +250,8 @@ async fn a_referrals_csv_creates_the_right_jobs() {
         return;
     };
     let toml = format!(
-        "[jobs]\nutc_offset = \"+09:00\"\n\n{}",
+        "[jobs]\nutc_offset = \"+09:00\"\n\n[[facility]]\nname = \"clinic-a\"\n\
+         upstreams = [\"hospital-a\"]\nreferred_only = true\nreferral_validity = \"30d\"\n\n{}",
         a.upstream_toml("hospital-a", "c-move")
     );
     let gw = Gateway::start_with_config(&toml);
@@ -278,8 +279,8 @@ async fn a_referrals_csv_creates_the_right_jobs() {
     std::fs::write(
         &csv,
         "# referrals for January\n\
-         patient_id,issuer_or_upstream,due,accession_number,modality\n\
-         JP-0001,hospital-a,2030-01-02T09:00,,CT\n\
+         patient_id,issuer_or_upstream,due,accession_number,modality,referred_to\n\
+         JP-0001,hospital-a,2030-01-02T09:00,,CT,clinic-a\n\
          JP-0005,HOSP-A-MRN,2030-01-03T10:30Z,ACC-5,MR\n",
     )
     .unwrap();
@@ -306,7 +307,16 @@ async fn a_referrals_csv_creates_the_right_jobs() {
     assert_eq!(
         one["spec"],
         json!({"patient_id": "JP-0001", "upstreams": ["hospital-a"], "modalities": ["CT"],
-               "due": "2030-01-02T09:00", "priority": 0})
+               "due": "2030-01-02T09:00", "priority": 0, "referred_to": "clinic-a"})
+    );
+    // the first line also refers JP-0001 to clinic-a, until its due time plus 30 days
+    let referrals = get_json(&format!("{url}/admin/referrals")).await;
+    let due = 1_893_542_400; // 2030-01-02T09:00+09:00
+    assert_eq!(
+        referrals,
+        json!([{"id": 1, "facility": "clinic-a", "patient_id": "JP-0001", "issuer": "",
+                "upstream": "hospital-a", "until": due + 30 * 86400, "source": "job:1",
+                "created_at": referrals[0]["created_at"]}])
     );
     let two = jobs.iter().find(|j| j["id"] == 2).unwrap();
     assert_eq!(

@@ -4,10 +4,12 @@
 //! one is, a caller without a known facility sees nothing (fail closed) unless it holds the
 //! admin role. A study's sources are the upstreams it was retrieved from (the `retrieval`
 //! table), `"local"` for a cached study never retrieved, and the upstreams a federated search
-//! found it in. Denied studies look exactly like missing ones (QIDO drops the row, WADO-RS
-//! answers the same 404).
+//! found it in. A facility with `referred_only = true` further sees only the studies of
+//! patients referred to it (see `referral`). Denied studies look exactly like missing ones
+//! (QIDO drops the row, WADO-RS answers the same 404).
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -24,14 +26,33 @@ pub struct FacilityConfig {
     pub name: String,
     /// Sources it may read: `[[upstream]]` names and `"local"`.
     pub upstreams: Vec<String>,
+    /// Only studies of patients referred to this facility (`/admin/referrals`, or prefetch
+    /// jobs naming it in `referred_to`).
+    #[serde(default)]
+    pub referred_only: bool,
+    /// How long a referral lasts when it names no end: from the job's due time (or from its
+    /// creation).
+    #[serde(
+        default = "default_referral_validity",
+        with = "crate::config::human_duration"
+    )]
+    pub referral_validity: Duration,
+}
+
+fn default_referral_validity() -> Duration {
+    Duration::from_secs(90 * 86400)
 }
 
 /// What one request may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     All,
-    /// Studies from any of these sources.
-    Sources(HashSet<String>),
+    /// Studies from any of `sources`; with `referred_to`, only those of patients referred to
+    /// that facility.
+    Facility {
+        sources: HashSet<String>,
+        referred_to: Option<String>,
+    },
 }
 
 impl Scope {
@@ -40,20 +61,35 @@ impl Scope {
         if facilities.is_empty() || principal.has_role(admin_role) {
             return Scope::All;
         }
-        let sources = principal
+        let facility = principal
             .facility
             .as_deref()
-            .and_then(|f| facilities.iter().find(|c| c.name == f))
-            .map(|c| c.upstreams.iter().cloned().collect())
-            .unwrap_or_default();
-        Scope::Sources(sources)
+            .and_then(|f| facilities.iter().find(|c| c.name == f));
+        match facility {
+            None => Scope::Facility {
+                sources: HashSet::new(),
+                referred_to: None,
+            },
+            Some(f) => Scope::Facility {
+                sources: f.upstreams.iter().cloned().collect(),
+                referred_to: f.referred_only.then(|| f.name.clone()),
+            },
+        }
     }
 
-    /// May a study with these sources be seen?
+    /// May a study with these sources be seen (before any referral rule)?
     pub fn allows<'a>(&self, mut sources: impl Iterator<Item = &'a str>) -> bool {
         match self {
             Scope::All => true,
-            Scope::Sources(allowed) => sources.any(|s| allowed.contains(s)),
+            Scope::Facility { sources: ok, .. } => sources.any(|s| ok.contains(s)),
+        }
+    }
+
+    /// The facility whose referrals decide, when it is `referred_only`.
+    pub fn referred_to(&self) -> Option<&str> {
+        match self {
+            Scope::All => None,
+            Scope::Facility { referred_to, .. } => referred_to.as_deref(),
         }
     }
 
@@ -105,6 +141,8 @@ mod tests {
         let f = vec![FacilityConfig {
             name: "clinic-a".into(),
             upstreams: vec!["hospital-a".into(), LOCAL.into()],
+            referred_only: false,
+            referral_validity: default_referral_validity(),
         }];
         assert!(Scope::of(&who(None, &[]), &[], "adm").is_all());
         assert!(Scope::of(&who(None, &["adm"]), &f, "adm").is_all());
@@ -114,5 +152,12 @@ mod tests {
         let unknown = Scope::of(&who(Some("clinic-z"), &[]), &f, "adm");
         assert!(!unknown.allows(["local"].into_iter()));
         assert!(!Scope::of(&who(None, &[]), &f, "adm").allows(["local"].into_iter()));
+        assert_eq!(a.referred_to(), None);
+        let referred = vec![FacilityConfig {
+            referred_only: true,
+            ..f[0].clone()
+        }];
+        let r = Scope::of(&who(Some("clinic-a"), &[]), &referred, "adm");
+        assert_eq!(r.referred_to(), Some("clinic-a"));
     }
 }

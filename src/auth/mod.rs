@@ -10,6 +10,7 @@
 pub mod access;
 pub mod config;
 pub mod jwks;
+pub mod referral;
 
 use std::sync::Arc;
 

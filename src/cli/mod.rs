@@ -100,6 +100,10 @@ pub struct PrefetchArgs {
     /// Higher runs first among jobs due at the same time.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub priority: i32,
+    /// The [[facility]] the patient is referred to: also lets a `referred_only` facility see
+    /// the patient's studies (until the due time plus its referral_validity).
+    #[arg(long, value_name = "FACILITY", requires = "patient")]
+    pub referred_to: Option<String>,
     /// One job per line of a referrals CSV (see the README for its columns).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["patient", "accession", "study"])]
     pub from: Option<PathBuf>,
@@ -189,6 +193,7 @@ pub async fn prefetch(cfg: &Config, args: PrefetchArgs) -> Result<bool, CliError
                 upstreams: args.upstream.clone(),
                 due: args.due.clone(),
                 priority: args.priority,
+                referred_to: args.referred_to.clone(),
             };
             if spec.patient_id.is_none()
                 && spec.accession_number.is_none()

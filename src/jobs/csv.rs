@@ -11,7 +11,9 @@
 //! `patient_id` (required), `issuer_or_upstream` (the name of an `[[upstream]]` restricts the
 //! search to it; anything else is the Issuer of Patient ID; `upstream` and `issuer` columns
 //! may also be given separately), `due` (see `JobSpec::due`), `accession_number` and
-//! `modality` (`\`, `/` or space separated), both optional, and `priority` (an integer).
+//! `modality` (`\`, `/` or space separated), both optional, `referred_to` (optional: the
+//! `[[facility]]` the patient is referred to; the job refers the patient to it), and
+//! `priority` (an integer; by header only).
 //! Fields may be quoted with `"` (`""` inside quotes is a quote). Blank lines and lines
 //! starting with `#` are skipped.
 
@@ -25,14 +27,15 @@ pub struct CsvError {
     pub message: String,
 }
 
-const DEFAULT_COLUMNS: [&str; 5] = [
+const DEFAULT_COLUMNS: [&str; 6] = [
     "patient_id",
     "issuer_or_upstream",
     "due",
     "accession_number",
     "modality",
+    "referred_to",
 ];
-const KNOWN: [&str; 8] = [
+const KNOWN: [&str; 9] = [
     "patient_id",
     "issuer_or_upstream",
     "issuer",
@@ -41,6 +44,7 @@ const KNOWN: [&str; 8] = [
     "accession_number",
     "modality",
     "priority",
+    "referred_to",
 ];
 
 /// Parse referrals into job specifications; `upstreams` are the configured upstream names.
@@ -104,6 +108,7 @@ fn row(columns: &[String], fields: &[String], upstreams: &[String]) -> Result<Jo
             "issuer_or_upstream" | "issuer" => spec.issuer = Some(v.into()),
             "upstream" => spec.upstreams = vec![v.into()],
             "due" => spec.due = Some(v.into()),
+            "referred_to" => spec.referred_to = Some(v.into()),
             "accession_number" => spec.accession_number = Some(v.into()),
             "modality" => {
                 spec.modalities = v
@@ -186,15 +191,34 @@ mod tests {
     }
 
     #[test]
+    fn a_sixth_column_is_the_facility_referred_to() {
+        let jobs = parse(
+            "JP-1,hospital-a,,,CT,clinic-a\n",
+            &["hospital-a".to_string()],
+        )
+        .unwrap();
+        assert_eq!(jobs[0].1.referred_to.as_deref(), Some("clinic-a"));
+    }
+
+    #[test]
+    fn a_referred_to_column_names_the_facility() {
+        let text =
+            "patient_id,upstream,due,referred_to\nJP-1,hospital-a,2026-12-01T09:00,clinic-a\n";
+        let jobs = parse(text, &["hospital-a".to_string()]).unwrap();
+        assert_eq!(jobs[0].1.referred_to.as_deref(), Some("clinic-a"));
+        assert_eq!(jobs[0].1.upstreams, vec!["hospital-a".to_string()]);
+    }
+
+    #[test]
     fn errors_name_the_line() {
         let ups = vec![];
         assert_eq!(parse("a,b\n,x\n", &ups).unwrap_err().line, 2);
         let e = parse("patient_id,colour\n", &ups).unwrap_err();
         assert!(e.message.contains("colour"), "{e}");
         assert!(parse("\"P,1\n", &ups).is_err());
-        assert!(parse("P,a,b,c,d,e\n", &ups)
+        assert!(parse("P,a,b,c,d,e,f\n", &ups)
             .unwrap_err()
             .message
-            .contains("6 fields"));
+            .contains("7 fields"));
     }
 }

@@ -18,11 +18,14 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
+use crate::auth::referral::{self, Patient};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pull::Pull;
 use crate::store::{Store, StoreError};
-pub use model::{InvalidJob, JobProgress, JobSpec, JobState, JobView, StudyState, StudyView};
+pub use model::{
+    InvalidJob, JobProgress, JobSpec, JobState, JobView, NewJob, StudyState, StudyView,
+};
 
 /// Precomputes what a viewer asks for first, once a study has arrived (set by `app`).
 pub type Preparer = Arc<dyn Fn(String) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -97,8 +100,47 @@ impl Jobs {
                 .await?;
         Metrics::inc(&self.metrics.jobs_created_total);
         tracing::info!(job = id, due = ?due, "prefetch job created");
+        self.refer(id, &job).await?;
         self.wake.notify_one();
         self.view(id).await
+    }
+
+    /// A job naming `referred_to` refers its patient to that facility, from now until its due
+    /// time (or now) plus the facility's `referral_validity`.
+    async fn refer(&self, id: i64, job: &NewJob) -> Result<(), JobError> {
+        let spec = &job.spec;
+        let (Some(facility), Some(patient_id)) = (&spec.referred_to, &spec.patient_id) else {
+            return Ok(());
+        };
+        let Some(rule) = self.config.facilities.iter().find(|f| &f.name == facility) else {
+            return Ok(());
+        };
+        let now = crate::clock::now();
+        let until = job.due.unwrap_or(now) + rule.referral_validity.as_secs() as i64;
+        let patient = Patient {
+            id: patient_id.clone(),
+            issuer: spec.issuer.clone().unwrap_or_default(),
+        };
+        let upstream = match spec.upstreams.as_slice() {
+            [one] => one.clone(),
+            _ => String::new(),
+        };
+        let (index, facility, source) =
+            (Arc::clone(self.store.index()), facility.clone(), holder(id));
+        let r = blocking(move || {
+            referral::insert(
+                &index,
+                &facility,
+                &patient,
+                &upstream,
+                Some(until),
+                &source,
+                now,
+            )
+        })
+        .await?;
+        tracing::info!(job = id, referral = r.id, facility = %r.facility, "patient referred");
+        Ok(())
     }
 
     /// Jobs, newest first (without their study lists).

@@ -42,6 +42,10 @@ pub struct JobSpec {
     /// Higher runs first among jobs with the same due time.
     #[serde(default)]
     pub priority: i32,
+    /// The `[[facility]]` the patient is referred to: the job also refers the patient to it
+    /// (`auth::referral`) until its due time plus the facility's `referral_validity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referred_to: Option<String>,
 }
 
 /// A validated job, ready to be stored.
@@ -64,6 +68,15 @@ impl JobSpec {
         trim_opt(&mut self.patient_id);
         trim_opt(&mut self.issuer);
         trim_opt(&mut self.accession_number);
+        trim_opt(&mut self.referred_to);
+        if let Some(f) = &self.referred_to {
+            if !config.facilities.iter().any(|c| &c.name == f) {
+                return bad(format!("referred_to: no [[facility]] is named {f:?}"));
+            }
+            if self.patient_id.is_none() {
+                return bad("referred_to needs patient_id: a referral names a patient".into());
+            }
+        }
         if self.patient_id.is_none()
             && self.accession_number.is_none()
             && self.study_uids.is_empty()

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::{Map, Value as Json};
 use tokio::sync::broadcast;
 
+use crate::auth::referral::Patient;
 use crate::config::{Config, PullConfig};
 use crate::dimse::retrieve_scu::RetrieveTarget;
 use crate::dimse::scp::StoreEvent;
@@ -33,6 +34,8 @@ pub struct Pull {
     query_cache: FindCache,
     /// Study UID → names of the upstreams known to hold it.
     locations: moka::sync::Cache<String, Vec<String>>,
+    /// Study UID → its patient, as a search result named it (for referral rules).
+    patients: moka::sync::Cache<String, Patient>,
     running: Mutex<HashMap<RetrieveTarget, Arc<Retrieval>>>,
 }
 
@@ -67,6 +70,10 @@ impl Pull {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(24 * 3600))
                 .build(),
+            patients: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(24 * 3600))
+                .build(),
             running: Mutex::new(HashMap::new()),
         })
     }
@@ -92,5 +99,15 @@ impl Pull {
     /// The upstreams a federated search found `study` in.
     pub fn known_locations(&self, study: &str) -> Vec<String> {
         self.locations.get(study).unwrap_or_default()
+    }
+
+    /// Remember the patient a search result gave for `study`.
+    pub fn note_patient(&self, study: &str, patient: Patient) {
+        self.patients.insert(study.to_string(), patient);
+    }
+
+    /// The patient a federated search gave for `study`.
+    pub fn known_patient(&self, study: &str) -> Option<Patient> {
+        self.patients.get(study)
     }
 }

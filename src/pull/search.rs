@@ -120,8 +120,17 @@ impl Pull {
 
     /// Remember which PACS holds a study, so a retrieve goes straight there.
     fn remember_location(&self, row: &Map<String, Json>, up: &Upstream) {
-        if let Some(study) = row.get("0020000D").and_then(|v| v["Value"][0].as_str()) {
+        let text = |tag: &str| row.get(tag).and_then(|v| v["Value"][0].as_str());
+        if let Some(study) = text("0020000D") {
             self.note_location(study, up.name());
+            if let Some(id) = text("00100020") {
+                let issuer = text("00100021").unwrap_or_default().to_string();
+                let patient = crate::auth::referral::Patient {
+                    id: id.to_string(),
+                    issuer,
+                };
+                self.note_patient(study, patient);
+            }
         }
     }
 }

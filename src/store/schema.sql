@@ -133,3 +133,18 @@ CREATE TABLE IF NOT EXISTS job_study (
     PRIMARY KEY (job_id, study_uid)
 );
 CREATE INDEX IF NOT EXISTS job_study_state ON job_study(state);
+
+-- Referrals (auth/referral.rs): a facility with `referred_only` sees a study only when its
+-- patient is referred to it here. Issuer and upstream '' match any; `until` is unix seconds
+-- (NULL: until deleted). `source` is "job:ID" (a prefetch job naming `referred_to`) or "admin".
+CREATE TABLE IF NOT EXISTS referral (
+    id                        INTEGER PRIMARY KEY AUTOINCREMENT,
+    facility                  TEXT NOT NULL,
+    patient_id                TEXT NOT NULL,
+    issuer                    TEXT NOT NULL DEFAULT '',
+    upstream                  TEXT NOT NULL DEFAULT '',
+    until                     INTEGER,
+    source                    TEXT NOT NULL,
+    created_at                INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS referral_facility ON referral(facility, patient_id);

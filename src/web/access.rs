@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::{ApiError, AppState};
 use crate::auth::access::{cached_sources, Scope};
+use crate::auth::referral::{self, Patient, Referral};
 use crate::auth::Principal;
 
 /// The scope of a request's principal.
@@ -33,18 +34,77 @@ pub async fn allowed(
     if scope.is_all() || studies.is_empty() {
         return Ok(studies);
     }
-    let index = state.store.index().clone();
-    let asked = studies.clone();
-    let cached =
-        tokio::task::spawn_blocking(move || index.read(|c| cached_sources(c, &asked))).await??;
+    let facts = study_facts(state, scope, studies.clone()).await?;
     Ok(studies
         .into_iter()
-        .filter(|s| {
-            let located = state.pull.known_locations(s);
-            let from_cache = cached.get(s).into_iter().flatten();
-            scope.allows(from_cache.chain(located.iter()).map(String::as_str))
-        })
+        .filter(|s| facts.allows(state, scope, s))
         .collect())
+}
+
+/// What the index (and recent searches) know of the studies a scope decides on.
+struct Facts {
+    /// Cached studies' sources (upstreams retrieved from, or "local").
+    sources: HashMap<String, Vec<String>>,
+    /// Only for a `referred_only` facility: each study's patient, and that facility's
+    /// referrals in force for those patients.
+    patients: HashMap<String, Patient>,
+    referrals: Vec<Referral>,
+}
+
+async fn study_facts(
+    state: &AppState,
+    scope: &Scope,
+    studies: Vec<String>,
+) -> Result<Facts, ApiError> {
+    let index = state.store.index().clone();
+    let facility = scope.referred_to().map(String::from);
+    let searched: HashMap<String, Patient> = match facility {
+        Some(_) => studies
+            .iter()
+            .filter_map(|s| state.pull.known_patient(s).map(|p| (s.clone(), p)))
+            .collect(),
+        None => HashMap::new(),
+    };
+    let now = crate::clock::now();
+    let facts = tokio::task::spawn_blocking(move || {
+        index.read(|c| {
+            let mut facts = Facts {
+                sources: cached_sources(c, &studies)?,
+                patients: HashMap::new(),
+                referrals: Vec::new(),
+            };
+            if let Some(facility) = facility {
+                facts.patients = searched;
+                // what the cache holds wins over what a search said
+                facts
+                    .patients
+                    .extend(referral::cached_patients(c, &studies)?);
+                let mut ids: Vec<&str> = facts.patients.values().map(|p| p.id.as_str()).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                facts.referrals = referral::active(c, &facility, &ids, now)?;
+            }
+            Ok(facts)
+        })
+    })
+    .await??;
+    Ok(facts)
+}
+
+impl Facts {
+    fn allows(&self, state: &AppState, scope: &Scope, study: &str) -> bool {
+        let mut sources = self.sources.get(study).cloned().unwrap_or_default();
+        sources.extend(state.pull.known_locations(study));
+        if !scope.allows(sources.iter().map(String::as_str)) {
+            return false;
+        }
+        if scope.referred_to().is_none() {
+            return true;
+        }
+        self.patients
+            .get(study)
+            .is_some_and(|p| self.referrals.iter().any(|r| r.covers(p, &sources)))
+    }
 }
 
 /// Drop the rows of studies the scope does not allow (`study` for rows scoped to one).

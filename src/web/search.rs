@@ -1,7 +1,8 @@
 //! QIDO-RS handlers: turn the request into a `qido` query (400 with a message when it is
 //! wrong), run it against the index on the blocking pool, and answer
 //! `application/dicom+json` with a `Warning: 299` when more results remain. Rows of studies
-//! outside the caller's facility are dropped (`web::access`).
+//! outside the caller's facility are dropped (`web::access`) before paging, so a restricted
+//! caller's pages are full and the count of further results covers only what it may see.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -112,15 +113,15 @@ async fn search(
     let http = &state.config.http;
     query.apply_limits(http.qido_default_limit, http.qido_max_limit);
     let base = base_url(&headers, &state.config);
-    let scoped_study = query.scope.study_uid.clone();
-    let (rows, remaining, warnings) = if state.pull.enabled() {
+    let scope = super::access::scope(&state, &who);
+    let (rows, remaining, warnings) = if !scope.is_all() {
+        restricted(&state, &scope, query, &base).await?
+    } else if state.pull.enabled() {
         federated(&state, query, &base).await?
     } else {
         let page = local_page(&state, query, &base).await?;
         (page.rows, page.remaining, Vec::new())
     };
-    let scope = super::access::scope(&state, &who);
-    let rows = super::access::filter_rows(&state, &scope, rows, scoped_study.as_deref()).await?;
     let body = serde_json::to_vec(&rows).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut response = ([(header::CONTENT_TYPE, "application/dicom+json")], body).into_response();
     let mut warnings = warnings;
@@ -161,16 +162,8 @@ async fn federated(
     base: &str,
 ) -> Result<(Vec<Map<String, Value>>, usize, Vec<String>), ApiError> {
     let pull = &state.pull;
-    if query.criteria_count() < pull.config.min_criteria {
-        let advice = format!(
-            "searching every hospital needs at least {} matching key(s), e.g. PatientID, PatientName, AccessionNumber, StudyDate or StudyInstanceUID",
-            pull.config.min_criteria
-        );
-        if pull.config.too_broad == TooBroad::Reject {
-            return Err(ApiError::BadRequest(advice));
-        }
+    if let Some(warning) = too_broad(state, &query)? {
         let page = local_page(state, query, base).await?;
-        let warning = format!("hospital PACS were not searched: {advice}");
         return Ok((page.rows, page.remaining, vec![warning]));
     }
     let (offset, limit, level) = (query.offset, query.limit, query.level);
@@ -187,6 +180,71 @@ async fn federated(
     let page: Vec<_> = merged.into_iter().skip(offset).take(limit).collect();
     let remaining = total.saturating_sub(offset + page.len());
     Ok((page, remaining, remote.warnings))
+}
+
+/// A search with fewer matching keys than `pull.min_criteria` is not sent to the hospitals:
+/// the Warning to give when it is answered from the cache, or 400 (`too_broad = "reject"`).
+fn too_broad(state: &AppState, query: &QidoQuery) -> Result<Option<String>, ApiError> {
+    let config = &state.pull.config;
+    if query.criteria_count() >= config.min_criteria {
+        return Ok(None);
+    }
+    let advice = format!(
+        "searching every hospital needs at least {} matching key(s), e.g. PatientID, PatientName, AccessionNumber, StudyDate or StudyInstanceUID",
+        config.min_criteria
+    );
+    if config.too_broad == TooBroad::Reject {
+        return Err(ApiError::BadRequest(advice));
+    }
+    Ok(Some(format!("hospital PACS were not searched: {advice}")))
+}
+
+/// Cache matches read per step when filtering for a restricted caller.
+const RESTRICTED_CHUNK: usize = 500;
+
+/// A caller limited to some studies (a facility): every match is read (the cache's in chunks
+/// of `RESTRICTED_CHUNK`), the rows it may not see are dropped, and only then is the result
+/// paged, so `offset`/`limit` and the Warning's count are those of the visible rows. Memory
+/// holds the visible matches, as a federated search holds the hospitals' answers.
+async fn restricted(
+    state: &AppState,
+    scope: &crate::auth::access::Scope,
+    query: QidoQuery,
+    base: &str,
+) -> Result<(Vec<Map<String, Value>>, usize, Vec<String>), ApiError> {
+    let (offset, limit, level) = (query.offset, query.limit, query.level);
+    let study = query.scope.study_uid.clone();
+    let mut visible = Vec::new();
+    let mut chunk = query.clone();
+    chunk.offset = 0;
+    chunk.limit = RESTRICTED_CHUNK;
+    loop {
+        let page = local_page(state, chunk.clone(), base).await?;
+        let read = page.rows.len();
+        visible
+            .extend(super::access::filter_rows(state, scope, page.rows, study.as_deref()).await?);
+        if page.remaining == 0 || read == 0 {
+            break;
+        }
+        chunk.offset += read;
+    }
+    let mut warnings = Vec::new();
+    if state.pull.enabled() {
+        match too_broad(state, &query)? {
+            Some(warning) => warnings.push(warning),
+            None => {
+                let remote = state.pull.search_upstreams(&query, base).await;
+                let rows =
+                    super::access::filter_rows(state, scope, remote.rows, study.as_deref()).await?;
+                visible = merge(level, visible, rows, &state.pull.our_ae);
+                warnings.extend(remote.warnings);
+            }
+        }
+    }
+    let total = visible.len();
+    let page: Vec<_> = visible.into_iter().skip(offset).take(limit).collect();
+    let remaining = total.saturating_sub(offset + page.len());
+    Ok((page, remaining, warnings))
 }
 
 pub fn checked_uid(what: &'static str, raw: &str) -> Result<String, ApiError> {

@@ -1,10 +1,12 @@
 //! Operational endpoints outside the DICOMweb root: `/healthz` (liveness plus cache counts),
 //! `/metrics` (Prometheus text format), and the admin API under `/admin` (JSON, described in
-//! `docs/admin-openapi.yaml`): prefetch jobs (`jobs`) and cache management (`cache`).
+//! `docs/admin-openapi.yaml`): prefetch jobs (`jobs`), referrals (`referrals`) and cache
+//! management (`cache`).
 //! `/admin` and `/metrics` need `auth.admin_role` (see `web::auth`); `/healthz` is open.
 
 mod cache;
 mod jobs;
+mod referrals;
 
 use axum::routing::{delete, get, post};
 use axum::Router;
@@ -22,6 +24,11 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/jobs", post(jobs::create).get(jobs::list))
         .route("/admin/jobs/referrals", post(jobs::referrals))
         .route("/admin/jobs/{id}", get(jobs::one).delete(jobs::cancel))
+        .route(
+            "/admin/referrals",
+            get(referrals::list).post(referrals::create),
+        )
+        .route("/admin/referrals/{id}", delete(referrals::delete))
         .route("/admin/cache", get(cache::stats))
         .route("/admin/cache/studies/{study}", delete(cache::purge_study))
         .route(
