@@ -2,8 +2,8 @@
 # Installs the real peers the tests talk to, when this machine lets us (root + apt):
 #   DCMTK (storescu, findscu, movescu, getscu, dcmqrscp), Orthanc + its DICOMweb plugin (a
 #   hospital PACS; run by the tests as their own process, never as a system service),
-#   Chromium + the OHIF viewer (npm), OpenJPEG's opj_decompress, and the Python DICOMweb
-#   client stack (pydicom, dicomweb-client, pylibjpeg).
+#   Chromium + the OHIF viewer (npm), OpenJPEG's opj_decompress, rsyslog (audit trail over
+#   syslog/TLS), and the Python DICOMweb client stack (pydicom, dicomweb-client, pylibjpeg).
 # Idempotent. Without root/apt it says what is missing and the tests that need it skip loudly
 # (under CI=true a missing peer fails the tests instead).
 set -u
@@ -56,6 +56,13 @@ fi
 if [ ! -x /usr/bin/opj_decompress ]; then
     say "installing libopenjp2-tools (opj_decompress)"
     apt_install libopenjp2-tools || status=1
+fi
+
+# rsyslog with GnuTLS: the audit trail's syslog collector (run by the tests in the foreground).
+if [ ! -x /usr/sbin/rsyslogd ] || ! ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1; then
+    say "installing rsyslog and rsyslog-gnutls"
+    forbid_services
+    apt_install rsyslog rsyslog-gnutls || status=1
 fi
 
 # Python client stack (pip's own findscu/storescu shadow DCMTK's on PATH: tests call /usr/bin/*).

@@ -42,6 +42,8 @@ pub enum StartError {
     },
     #[error("authentication: {0}")]
     Auth(#[from] crate::auth::jwks::JwksError),
+    #[error("{0}")]
+    Syslog(#[from] crate::audit::syslog::SyslogError),
 }
 
 /// A running gateway.
@@ -279,9 +281,15 @@ async fn start_audit(
         .path
         .clone()
         .unwrap_or_else(|| config.store.path.join("audit.jsonl"));
-    let (auditor, writer) = crate::audit::Auditor::start(&path, cfg.queue, Arc::clone(metrics))
-        .await
-        .map_err(|source| StartError::Audit { path, source })?;
+    let syslog = cfg
+        .syslog
+        .as_ref()
+        .map(|s| crate::audit::syslog::SyslogSink::start(s, Arc::clone(metrics)))
+        .transpose()?;
+    let (auditor, writer) =
+        crate::audit::Auditor::start(&path, cfg.queue, syslog, Arc::clone(metrics))
+            .await
+            .map_err(|source| StartError::Audit { path, source })?;
     Ok((auditor, Some(writer)))
 }
 

@@ -455,6 +455,9 @@ impl Config {
         }
         self.auth.validate()?;
         self.validate_facilities()?;
+        if let Some(syslog) = &self.audit.syslog {
+            crate::audit::syslog::check(syslog).map_err(ConfigError::Invalid)?;
+        }
         let mut names = std::collections::HashSet::new();
         for up in &self.upstreams {
             if !names.insert(up.name.as_str()) {

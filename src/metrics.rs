@@ -36,6 +36,8 @@ counters! {
     http_shed_total: "HTTP requests answered 503 because http.max_concurrent_requests were running.",
     audit_records_total: "Audit records queued for the audit trail.",
     audit_dropped_total: "Audit records dropped because the writer fell behind.",
+    audit_syslog_sent_total: "Audit records delivered to the syslog collector.",
+    audit_syslog_dropped_total: "Audit records not sent to the syslog collector (its queue was full).",
     qido_requests_total: "QIDO-RS searches answered.",
     wado_instances_total: "Instances sent by WADO-RS.",
     wado_frames_total: "Frames sent by WADO-RS.",

@@ -4,7 +4,8 @@
 //! 4 minor failure, 8 serious failure, 12 major failure), the `ActiveParticipant` (user id and
 //! network address) and the `ParticipantObject` (study UID). Requests hand records to a single
 //! writer task through a bounded channel and never wait for it: when the queue is full the
-//! record is dropped and counted (`audit_dropped_total`).
+//! record is dropped and counted (`audit_dropped_total`). With `[audit.syslog]` the writer
+//! also hands each record to the `syslog` sink (RFC 5424 over TCP or TLS).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +15,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
+
+pub mod syslog;
 
 /// `[audit]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +28,8 @@ pub struct AuditConfig {
     pub path: Option<PathBuf>,
     /// Records waiting for the writer at most; more are dropped and counted.
     pub queue: usize,
+    /// Also send every record to a syslog collector.
+    pub syslog: Option<syslog::SyslogConfig>,
 }
 
 impl Default for AuditConfig {
@@ -33,6 +38,7 @@ impl Default for AuditConfig {
             enabled: true,
             path: None,
             queue: 4096,
+            syslog: None,
         }
     }
 }
@@ -203,6 +209,7 @@ impl Auditor {
     pub async fn start(
         path: &Path,
         queue: usize,
+        syslog: Option<syslog::SyslogSink>,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<(Auditor, tokio::task::JoinHandle<()>)> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -214,7 +221,7 @@ impl Auditor {
             .open(path)
             .await?;
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let writer = tokio::spawn(write_all(file, rx));
+        let writer = tokio::spawn(write_all(file, rx, syslog));
         Ok((
             Auditor {
                 tx: Some(tx),
@@ -235,7 +242,11 @@ impl Auditor {
     }
 }
 
-async fn write_all(file: tokio::fs::File, mut rx: mpsc::Receiver<Record>) {
+async fn write_all(
+    file: tokio::fs::File,
+    mut rx: mpsc::Receiver<Record>,
+    syslog: Option<syslog::SyslogSink>,
+) {
     let mut out = tokio::io::BufWriter::new(file);
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
@@ -243,6 +254,13 @@ async fn write_all(file: tokio::fs::File, mut rx: mpsc::Receiver<Record>) {
         while let Some(record) = next {
             match serde_json::to_vec(&record) {
                 Ok(mut line) => {
+                    if let Some(sink) = &syslog {
+                        sink.send(syslog::Message {
+                            event_code: record.event_id.code.clone(),
+                            failed: record.event_outcome_indicator != 0,
+                            json: line.clone(),
+                        });
+                    }
                     line.push(b'\n');
                     if let Err(e) = out.write_all(&line).await {
                         tracing::error!(error = %e, "cannot write the audit trail");
