@@ -118,10 +118,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         (Some(cert), Some(key)) => Some(web::tls::server_config(cert, key)?),
         _ => None,
     };
-    let http = tokio::spawn(serve_http(
+    let http = tokio::spawn(web::server::serve(
         http_listener,
-        web::app(state),
         tls,
+        web::app(state),
+        web::server::HeaderLimits::of(&config.http),
         shutdown_rx.clone(),
     ));
 
@@ -206,33 +207,6 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
-}
-
-/// HTTPS when a certificate is configured, else plain HTTP/1.1 and h2c.
-async fn serve_http(
-    listener: TcpListener,
-    app: axum::Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    if let Some(tls) = tls {
-        return web::tls::serve(listener, tls, app, shutdown).await;
-    }
-    use axum::serve::ListenerExt;
-    // Small writes (a part header, the closing delimiter) must not wait for the client's
-    // delayed ACK: without TCP_NODELAY a one-frame response costs ~40 ms more.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.changed().await;
-        })
-        .await;
-    if let Err(e) = served {
-        tracing::error!(error = %e, "HTTP server stopped");
-    }
 }
 
 /// The DICOM TLS listener and its configuration, when `dimse.tls_listen` is set.

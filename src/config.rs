@@ -127,6 +127,14 @@ pub struct HttpConfig {
     /// Largest request body (only admin job creation takes one); more is answered 413.
     #[serde(with = "human_bytes")]
     pub max_request_body: u64,
+    /// Header fields a request may carry (HTTP/1.1); more is answered 431.
+    pub max_headers: usize,
+    /// Largest request head (HTTP/1.1 read buffer) and HTTP/2 header list.
+    #[serde(with = "human_bytes")]
+    pub max_header_bytes: u64,
+    /// A client must send its whole request head within this (then the connection is closed).
+    #[serde(with = "human_duration")]
+    pub header_read_timeout: Duration,
 }
 
 impl HttpConfig {
@@ -154,6 +162,9 @@ impl Default for HttpConfig {
             tls_key: None,
             max_concurrent_requests: 512,
             max_request_body: 1 << 20,
+            max_headers: 100,
+            max_header_bytes: 64 << 10,
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -415,6 +426,13 @@ impl Config {
                     "http.public_url {url:?} must be an http(s) URL without a trailing '/'"
                 )));
             }
+        }
+        if self.http.max_headers < 16 || self.http.max_header_bytes < 4096 {
+            return Err(ConfigError::Invalid(
+                "http.max_headers must be at least 16 and http.max_header_bytes at least 4KiB \
+                 (browsers and viewers send a dozen headers and a bearer token)"
+                    .into(),
+            ));
         }
         if self.http.max_concurrent_requests == 0 {
             return Err(ConfigError::Invalid(

@@ -16,6 +16,7 @@ pub mod pulled;
 pub mod qido;
 pub mod rendered;
 pub mod search;
+pub mod server;
 pub mod tls;
 pub mod wado;
 
