@@ -79,7 +79,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .as_ref()
         .map(|(l, _)| local_addr(l, config.dimse.tls_listen.unwrap_or(config.dimse.listen)));
 
-    let pull = Pull::new(&config, Arc::clone(&store), events.clone());
+    // The writer flushes after every batch; it is detached (it ends with the runtime).
+    let (audit, _audit_writer) = start_audit(&config, &metrics).await?;
+    let pull = Pull::new(&config, Arc::clone(&store), events.clone(), audit.clone());
     let jobs = Jobs::new(
         Arc::clone(&config),
         Arc::clone(&store),
@@ -87,8 +89,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Arc::clone(&metrics),
     );
     let auth = crate::auth::Authenticator::new(&config.auth)?;
-    // The writer flushes after every batch; it is detached (it ends with the runtime).
-    let (audit, _audit_writer) = start_audit(&config, &metrics).await?;
     let audit_dimse = audit.clone();
     warn_if_open(&config.auth);
     let state = AppState {

@@ -1,7 +1,8 @@
 //! Audit records of the DIMSE side (PS3.15 A.5 vocabulary, same trail as DICOMweb): a
 //! Security Alert (DCM 110113, type 110126 Node Authentication) for each association refused
 //! by `dimse.allowed_callers`, and one Import (DCM 110107) per association that received
-//! instances by C-STORE, naming every study it brought. The user is the calling AE title,
+//! instances by C-STORE (or, for a C-GET we made, one per retrieve), naming every study it
+//! brought. The user is the calling AE title,
 //! the network access point the peer's IP address.
 
 use std::collections::BTreeSet;
@@ -52,6 +53,12 @@ impl ImportTally {
     /// The Import record (outcome 4 when some instances were refused); `None` when the
     /// association sent no C-STORE.
     pub fn record(&self, calling_ae: &str, peer: IpAddr) -> Option<Record> {
+        self.record_via(calling_ae, &peer.to_string(), "C-STORE")
+    }
+
+    /// As `record`, for instances that came in by `service` (e.g. "C-GET" from an upstream
+    /// at `from`, host:port).
+    pub fn record_via(&self, calling_ae: &str, from: &str, service: &str) -> Option<Record> {
         if self.stored == 0 && self.refused == 0 {
             return None;
         }
@@ -62,11 +69,11 @@ impl ImportTally {
             self.refused,
             self.studies.len()
         );
-        let record = Record::new(Event::Import, outcome, text, calling_ae, &peer.to_string());
+        let record = Record::new(Event::Import, outcome, text, calling_ae, from);
         Some(
             self.studies
                 .iter()
-                .fold(record.request("C-STORE"), |r, uid| r.study(uid)),
+                .fold(record.request(service), |r, uid| r.study(uid)),
         )
     }
 }

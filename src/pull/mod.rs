@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::{Map, Value as Json};
 use tokio::sync::broadcast;
 
+use crate::audit::Auditor;
 use crate::auth::referral::Patient;
 use crate::config::{Config, PullConfig};
 use crate::dimse::retrieve_scu::RetrieveTarget;
@@ -37,6 +38,8 @@ pub struct Pull {
     /// Study UID → its patient, as a search result named it (for referral rules).
     patients: moka::sync::Cache<String, Patient>,
     running: Mutex<HashMap<RetrieveTarget, Arc<Retrieval>>>,
+    /// Instances a C-GET brings are imports, audited as C-STOREs pushed to us are.
+    auditor: Auditor,
 }
 
 impl Pull {
@@ -44,6 +47,7 @@ impl Pull {
         config: &Config,
         store: Arc<Store>,
         events: broadcast::Sender<StoreEvent>,
+        auditor: Auditor,
     ) -> Arc<Self> {
         let upstreams = config
             .upstreams
@@ -75,6 +79,7 @@ impl Pull {
                 .time_to_live(Duration::from_secs(24 * 3600))
                 .build(),
             running: Mutex::new(HashMap::new()),
+            auditor,
         })
     }
 

@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::Pull;
 use crate::config::RetrieveMethod;
+use crate::dimse::audit::ImportTally;
 use crate::dimse::find_scu::{self, Key, QueryLevel};
 use crate::dimse::retrieve_scu::{self, RetrieveOutcome, RetrieveTarget, SubOps};
 use crate::dimse::scp::StoreEvent;
@@ -257,7 +258,11 @@ impl Pull {
             RetrieveMethod::CGet => {
                 let events = self.events.clone();
                 let calling = up.config.ae_title.clone();
+                let tally = std::sync::Mutex::new(ImportTally::default());
                 let on_stored = |instance: &crate::store::StoredInstance| {
+                    if let Ok(mut t) = tally.lock() {
+                        t.stored(instance.study_uid.as_str());
+                    }
                     let _ = events.send(StoreEvent {
                         instance: instance.clone(),
                         calling_ae: calling.clone(),
@@ -265,8 +270,23 @@ impl Pull {
                         move_originator_message_id: None,
                     });
                 };
-                retrieve_scu::c_get(up, &self.store, &r.target, &r.urgency, on_stored, progress)
-                    .await
+                let outcome = retrieve_scu::c_get(
+                    up,
+                    &self.store,
+                    &r.target,
+                    &r.urgency,
+                    on_stored,
+                    progress,
+                )
+                .await;
+                let imported = tally
+                    .into_inner()
+                    .ok()
+                    .and_then(|t| t.record_via(&up.config.ae_title, &up.config.address, "C-GET"));
+                if let Some(record) = imported {
+                    self.auditor.record(record);
+                }
+                outcome
             }
         }
     }
