@@ -34,6 +34,8 @@ pub enum StartError {
     #[error("DICOM TLS: {0}")]
     DimseTls(web::tls::TlsError),
     #[error("{0}")]
+    UpstreamTls(#[from] crate::dimse::tls::UpstreamTlsError),
+    #[error("{0}")]
     Config(#[from] ConfigError),
     #[error("cannot open the audit trail {path}: {source}")]
     Audit {
@@ -77,7 +79,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .as_ref()
         .map(|(l, _)| local_addr(l, config.dimse.tls_listen.unwrap_or(config.dimse.listen)));
 
-    let pull = Pull::new(&config, Arc::clone(&store), events.clone());
+    let pull = Pull::new(&config, Arc::clone(&store), events.clone())?;
     let jobs = Jobs::new(
         Arc::clone(&config),
         Arc::clone(&store),

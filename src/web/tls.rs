@@ -36,6 +36,8 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
     #[error("the client CA certificates cannot verify clients: {0}")]
     ClientCa(String),
+    #[error("the CA certificates {path} cannot verify servers: {message}")]
+    ServerCa { path: PathBuf, message: String },
 }
 
 /// The server TLS configuration from PEM files (chain: leaf first; key: PKCS#8, PKCS#1 or SEC1).
