@@ -125,9 +125,10 @@ struct UpstreamTls {
     server_name: String,
 }
 
-/// The DIMSE connection of an upstream association, over plain TCP or DICOM TLS.
+/// The DIMSE connection of an upstream association, over plain TCP or DICOM TLS (boxed: the
+/// association's buffers are a few hundred bytes, the TLS state more).
 pub enum UpstreamLink {
-    Plain(DimseConnection<AsyncClientAssociation<TcpStream>>),
+    Plain(Box<DimseConnection<AsyncClientAssociation<TcpStream>>>),
     Tls(Box<DimseConnection<AsyncClientAssociation<AsyncTlsStream>>>),
 }
 
@@ -296,7 +297,7 @@ impl Upstream {
                 .await
                 .map_err(|e| self.associate_error(e))?;
             let _ = assoc.inner_stream().set_nodelay(true);
-            return Ok(UpstreamLink::Plain(DimseConnection::new(assoc)));
+            return Ok(UpstreamLink::Plain(Box::new(DimseConnection::new(assoc))));
         };
         let mut assoc = options
             .tls_config(Arc::clone(&tls.config))
@@ -448,14 +449,9 @@ impl UpstreamAssociation {
         announce: impl FnOnce(&StoredInstance),
     ) -> Result<Option<StoredInstance>, ScuError> {
         use super::store_scp::store_and_answer as store_one;
-        let r = match &mut self.link {
-            UpstreamLink::Plain(c) => {
-                store_one(c, store, pc_id, request, calling_ae, announce).await
-            }
-            UpstreamLink::Tls(c) => {
-                store_one(&mut **c, store, pc_id, request, calling_ae, announce).await
-            }
-        };
+        let r = on_link!(&mut self.link, c => {
+            store_one(&mut **c, store, pc_id, request, calling_ae, announce).await
+        });
         r.map_err(|e| self.wrap(e))
     }
 

@@ -116,6 +116,15 @@ pub fn tls_failure(e: &dicom_ul::association::Error) -> Option<String> {
              this port? does it require a client certificate, tls_cert and tls_key?)"
                 .into(),
         ),
+        // dicom-ul 0.10 reports any failure to read the A-ASSOCIATE response this way, which
+        // over TLS 1.3 is how a PACS refusing our client certificate shows: it checks the
+        // certificate after our side of the handshake is done and closes with an alert.
+        dicom_ul::association::Error::TlsNotSupported => Some(
+            "the PACS ended the connection after the handshake without answering the \
+             association request: it most likely refused our client certificate (tls_cert, \
+             tls_key: none, or not from a CA it trusts)"
+                .into(),
+        ),
         _ => None,
     }
 }
