@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::pki::Pki;
 use common::*;
 use serde_json::Value;
 
@@ -122,46 +123,6 @@ async fn allowed_callers_refuse_and_audit() {
         import["ParticipantObject"][0]["ParticipantObjectID"],
         sample["study_uid"]
     );
-}
-
-/// A CA, a server certificate for 127.0.0.1, a client certificate from the CA and one
-/// self-signed (untrusted) client certificate, written as PEM files.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn new(dir: &Path) -> Pki {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-        let write = |name: &str, text: String| std::fs::write(dir.join(name), text).unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        // distinct subjects: OpenSSL takes subject == issuer for a self-signed certificate
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "Tsunagi test CA");
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        write("ca.pem", ca.pem());
-        for (name, san) in [("server", "127.0.0.1"), ("client", "client.example")] {
-            let key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::new(vec![san.to_string()]).unwrap();
-            params.distinguished_name.push(DnType::CommonName, san);
-            let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-            write(&format!("{name}.pem"), cert.pem());
-            write(&format!("{name}.key"), key.serialize_pem());
-        }
-        let rogue = rcgen::generate_simple_self_signed(vec!["rogue.example".into()]).unwrap();
-        write("rogue.pem", rogue.cert.pem());
-        write("rogue.key", rogue.key_pair.serialize_pem());
-        Pki {
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
 }
 
 fn tls_gateway(client_ca: bool) -> (Gateway, Pki, SocketAddr) {

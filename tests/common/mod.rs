@@ -2,13 +2,14 @@
 //! the committed samples and their manifest, and real peers (DCMTK) with loud skips.
 #![allow(dead_code)]
 pub mod pacs;
+pub mod pki;
 pub mod studies;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -21,6 +22,8 @@ pub struct Gateway {
     pub dir: PathBuf,
     /// The `tsunagi ready` log line (every bound address is in it).
     pub ready: String,
+    /// Everything it logged so far (stderr), one line each.
+    log: Arc<Mutex<Vec<String>>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -51,6 +54,8 @@ impl Gateway {
         let mut child = cmd.spawn().expect("spawn tsunagi");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&log);
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -60,6 +65,9 @@ impl Gateway {
                 }
                 if std::env::var_os("TSUNAGI_TEST_LOG").is_some() {
                     eprintln!("[gateway] {line}");
+                }
+                if let Ok(mut l) = lines.lock() {
+                    l.push(line);
                 }
             }
         });
@@ -72,8 +80,14 @@ impl Gateway {
             dimse: field(&line, "dimse").parse().expect("dimse addr"),
             dir: dir.to_path_buf(),
             ready: line.clone(),
+            log,
             _tmp: None,
         }
+    }
+
+    /// Its log (stderr) so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
 
     /// Keep `tmp` (holding the cache) until the gateway is dropped.
@@ -267,6 +281,22 @@ pub fn data_set_bytes(file: &[u8]) -> &[u8] {
     assert_eq!(&file[128..132], b"DICM");
     let gl = u32::from_le_bytes([file[140], file[141], file[142], file[143]]) as usize;
     &file[144 + gl..]
+}
+
+/// The data set of every instance in a multipart body, by SOP Instance UID.
+pub fn parts_by_sop(ct: &str, body: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    multipart_parts(ct, body)
+        .into_iter()
+        .map(|(_, bytes)| {
+            let obj = dicom_object::from_reader(&bytes[128..]).expect("part parses");
+            let sop = obj
+                .meta()
+                .media_storage_sop_instance_uid()
+                .trim_end_matches('\0')
+                .to_string();
+            (sop, data_set_bytes(&bytes).to_vec())
+        })
+        .collect()
 }
 
 /// GET with an Accept header; returns status, content type, headers and body.
