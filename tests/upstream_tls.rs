@@ -8,7 +8,8 @@
 //! - a PACS whose certificate comes from a CA we do not trust fails with a clear TLS error (502
 //!   to the viewer, a Warning on the search, the reason in the log) and the gateway stays up;
 //! - mutual TLS: a PACS that requires a client certificate accepts ours (`tls_cert`,
-//!   `tls_key`) and refuses us without one or with an untrusted one.
+//!   `tls_key`) and refuses us without one or with an untrusted one;
+//! - C-MOVE over a TLS association (the instances come back on Orthanc's own association).
 
 mod common;
 
@@ -49,7 +50,12 @@ fn tls_pacs(server: &str, require_client_cert: bool) -> Option<(Orthanc, Pki, te
 
 /// An `[[upstream]]` table for `pacs` (C-GET) with `tls = true` and `extra` TLS keys.
 fn upstream(pacs: &Orthanc, name: &str, extra: &[String]) -> String {
-    let mut table = pacs.upstream_toml(name, "c-get").trim_end().to_string();
+    upstream_retrieving(pacs, name, "c-get", extra)
+}
+
+/// [`upstream`] retrieving by `retrieve` (`"c-get"` or `"c-move"`).
+fn upstream_retrieving(pacs: &Orthanc, name: &str, retrieve: &str, extra: &[String]) -> String {
+    let mut table = pacs.upstream_toml(name, retrieve).trim_end().to_string();
     table.push_str("\ntls = true\n");
     for line in extra {
         table.push_str(line);
@@ -105,9 +111,9 @@ async fn search_finds_the_study(gw: &Gateway) {
     assert_eq!(rows[0]["00080054"]["Value"][0], "HOSPB", "{rows}");
 }
 
-/// A cold WADO-RS read of `prefix` (study or series) pulls it over C-GET: every instance, each
-/// data set byte for byte as stored in the PACS.
-async fn retrieve_is_byte_for_byte(gw: &Gateway, pacs: &Orthanc, prefix: &str) {
+/// A cold WADO-RS read of `prefix` (study or series) pulls it with one `op`: every instance,
+/// each data set byte for byte as stored in the PACS.
+async fn retrieve_is_byte_for_byte(gw: &Gateway, pacs: &Orthanc, prefix: &str, op: RetrieveOp) {
     let study = pacs_uid(prefix, "study_uid");
     let mut url = format!("{}/studies/{study}", gw.base());
     if prefix != STUDY {
@@ -135,7 +141,7 @@ async fn retrieve_is_byte_for_byte(gw: &Gateway, pacs: &Orthanc, prefix: &str) {
     }
     let gets = pacs.retrieves();
     assert_eq!(gets.len(), 1, "one retrieve: {gets:?}");
-    assert_eq!(gets[0].op, RetrieveOp::Get);
+    assert_eq!(gets[0].op, op);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -168,7 +174,7 @@ async fn search_and_retrieve_over_tls_with_the_certificate_verified_for_its_ip_a
 
     let gw = Gateway::start_with_config(&upstream(&pacs, "hospital-b", &[ca]));
     search_finds_the_study(&gw).await;
-    retrieve_is_byte_for_byte(&gw, &pacs, STUDY).await;
+    retrieve_is_byte_for_byte(&gw, &pacs, STUDY, RetrieveOp::Get).await;
     assert_eq!(pacs.find_count(), 1, "{}", pacs.log());
 }
 
@@ -251,5 +257,18 @@ async fn mutual_tls_with_a_pacs_that_requires_our_certificate() {
 
     let gw = Gateway::start_with_config(&upstream(&pacs, "hospital-b", &ours));
     search_finds_the_study(&gw).await;
-    retrieve_is_byte_for_byte(&gw, &pacs, "hospb/jp-0001/ct").await;
+    retrieve_is_byte_for_byte(&gw, &pacs, "hospb/jp-0001/ct", RetrieveOp::Get).await;
+}
+
+/// C-MOVE over a TLS association: the request goes over TLS; Orthanc's C-STOREs come back on
+/// the association it opens to our plain listener (its modality entry has no `UseDicomTls`).
+#[tokio::test(flavor = "multi_thread")]
+async fn c_move_over_tls() {
+    let Some((mut pacs, pki, _dir)) = tls_pacs("server", false) else {
+        return;
+    };
+    let ca = key(&pki, "tls_ca", "ca.pem");
+    let gw = Gateway::start_with_config(&upstream_retrieving(&pacs, "hospital-b", "c-move", &[ca]));
+    pacs.allow_move_to("TSUNAGI", gw.dimse);
+    retrieve_is_byte_for_byte(&gw, &pacs, "hospb/jp-0001/ct", RetrieveOp::Move).await;
 }
