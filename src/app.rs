@@ -34,6 +34,8 @@ pub enum StartError {
     #[error("DICOM TLS: {0}")]
     DimseTls(web::tls::TlsError),
     #[error("{0}")]
+    UpstreamTls(#[from] crate::dimse::tls::UpstreamTlsError),
+    #[error("{0}")]
     Config(#[from] ConfigError),
     #[error("cannot open the audit trail {path}: {source}")]
     Audit {
@@ -81,7 +83,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     // The writer flushes after every batch; it is detached (it ends with the runtime).
     let (audit, _audit_writer) = start_audit(&config, &metrics).await?;
-    let pull = Pull::new(&config, Arc::clone(&store), events.clone(), audit.clone());
+    let pull = Pull::new(&config, Arc::clone(&store), events.clone(), audit.clone())?;
     let jobs = Jobs::new(
         Arc::clone(&config),
         Arc::clone(&store),

@@ -360,6 +360,72 @@ pub struct UpstreamConfig {
     /// the next one from this PACS waits until the average stays under it. Unset: no cap.
     #[serde(default)]
     pub bandwidth: Option<String>,
+    /// Speak DICOM TLS (PS3.15 B.1) to this PACS instead of plain DICOM.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM CA certificates that verify the PACS's certificate. Unset: the system roots
+    /// ([`SYSTEM_CA_BUNDLE`]).
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM certificate chain (leaf first) we present for mutual TLS; needs `tls_key`.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// The DNS name or IP address the PACS's certificate must be valid for. Unset: the host
+    /// part of `address`.
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+}
+
+/// The CA bundle that verifies an upstream's certificate when it sets no `tls_ca`.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+impl UpstreamConfig {
+    /// The name the PACS's TLS certificate must be valid for: `tls_server_name`, else the
+    /// host of `address` (`10.0.0.5`, `pacs.example.jp`, `::1` from `[::1]:104`).
+    pub fn tls_server_name(&self) -> &str {
+        if let Some(name) = &self.tls_server_name {
+            return name;
+        }
+        let host = self
+            .address
+            .rsplit_once(':')
+            .map_or(self.address.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+
+    /// TLS keys that only make sense together (checked by [`Config::validate`]).
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| ConfigError::Invalid(format!("upstream {:?}: {m}", self.name));
+        let any_tls_key = self.tls_ca.is_some()
+            || self.tls_cert.is_some()
+            || self.tls_key.is_some()
+            || self.tls_server_name.is_some();
+        if !self.tls && any_tls_key {
+            return Err(invalid(
+                "tls_ca, tls_cert, tls_key and tls_server_name need tls = true".into(),
+            ));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(invalid(
+                "tls_cert and tls_key go together (our client certificate for mutual TLS): \
+                 set both, or neither"
+                    .into(),
+            ));
+        }
+        if self.tls {
+            let name = self.tls_server_name();
+            rustls::pki_types::ServerName::try_from(name).map_err(|_| {
+                invalid(format!(
+                    "{name:?} is neither a DNS name nor an IP address to verify the PACS's \
+                     certificate against (set tls_server_name)"
+                ))
+            })?;
+        }
+        Ok(())
+    }
 }
 
 fn default_upstream_associations() -> usize {
@@ -510,6 +576,7 @@ impl Config {
                     up.name, up.address
                 )));
             }
+            up.validate_tls()?;
         }
         Ok(())
     }
@@ -929,6 +996,32 @@ mod tests {
         let full =
             "[dimse]\ntls_listen = \"0.0.0.0:2762\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n";
         assert!(Config::from_toml_with_env(full, "t", std::iter::empty()).is_ok());
+    }
+
+    #[test]
+    fn upstream_tls_keys() {
+        let up = |extra: &str| {
+            format!("[[upstream]]\nname = \"a\"\nae_title = \"A\"\naddress = \"10.0.0.5:2762\"\n{extra}")
+        };
+        let parse = |extra: &str| Config::from_toml_with_env(&up(extra), "t", std::iter::empty());
+        let cfg = parse("tls = true\n").unwrap();
+        assert!(cfg.upstreams[0].tls);
+        assert_eq!(cfg.upstreams[0].tls_server_name(), "10.0.0.5");
+        let cfg = parse("tls = true\ntls_server_name = \"pacs.example.jp\"\n").unwrap();
+        assert_eq!(cfg.upstreams[0].tls_server_name(), "pacs.example.jp");
+        let mtls = "tls = true\ntls_ca = \"ca.pem\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n";
+        assert!(parse(mtls).is_ok());
+        let err = parse("tls_ca = \"ca.pem\"\n").unwrap_err().to_string();
+        assert!(err.contains("need tls = true"), "{err}");
+        let err = parse("tls = true\ntls_cert = \"c.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls_cert and tls_key go together"), "{err}");
+        let err = parse("tls = true\ntls_server_name = \"not a name\"\n").unwrap_err();
+        assert!(err.to_string().contains("tls_server_name"), "{err}");
+        let v6 = up("tls = true\n").replace("10.0.0.5:2762", "[::1]:2762");
+        let cfg = Config::from_toml_with_env(&v6, "t", std::iter::empty()).unwrap();
+        assert_eq!(cfg.upstreams[0].tls_server_name(), "::1");
     }
 
     #[test]

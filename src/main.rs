@@ -179,7 +179,12 @@ fn echo(cfg: tsunagi::config::Config, only: Option<&str>) -> ExitCode {
                 &cfg.dimse.ae_title,
                 cfg.move_destination(u),
             );
-            async move { up.echo().await }
+            async move {
+                match up {
+                    Ok(up) => up.echo().await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
         });
         futures::future::join_all(asks).await
     });

@@ -5,6 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::pki::Pki;
 use common::*;
 use serde_json::Value;
 

@@ -151,22 +151,6 @@ async fn federated_search_finds_every_hospital_and_the_cache_deduplicated() {
     drop(net.b);
 }
 
-/// The data set of every instance in a multipart body, by SOP Instance UID.
-fn parts_by_sop(ct: &str, body: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
-    multipart_parts(ct, body)
-        .into_iter()
-        .map(|(_, bytes)| {
-            let obj = dicom_object::from_reader(&bytes[128..]).expect("part parses");
-            let sop = obj
-                .meta()
-                .media_storage_sop_instance_uid()
-                .trim_end_matches('\0')
-                .to_string();
-            (sop, data_set_bytes(&bytes).to_vec())
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn cold_study_reads_pull_from_each_hospital_byte_for_byte() {
     let Some(net) = network() else { return };

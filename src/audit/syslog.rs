@@ -12,14 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use rustls::RootCertStore;
 use serde::Deserialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
-use crate::web::tls::{load_chain, load_key, TlsError};
+use crate::web::tls::TlsError;
 
 /// `[audit.syslog]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -152,25 +151,12 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 fn client_config(config: &SyslogConfig) -> Result<Arc<rustls::ClientConfig>, SyslogError> {
-    let mut roots = RootCertStore::empty();
-    for c in load_chain(&config.ca)? {
-        roots
-            .add(c)
-            .map_err(|e| SyslogError::Config(format!("ca {}: {e}", config.ca.display())))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SyslogError::Config(e.to_string()))?
-        .with_root_certificates(roots);
-    let config = match (&config.cert, &config.key) {
-        (None, None) => builder.with_no_client_auth(),
-        (Some(cert), Some(key)) => builder
-            .with_client_auth_cert(load_chain(cert)?, load_key(key)?)
-            .map_err(|e| SyslogError::Config(format!("client certificate: {e}")))?,
+    let client = match (&config.cert, &config.key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
         _ => return Err(SyslogError::Config("cert and key go together".into())),
     };
-    Ok(Arc::new(config))
+    Ok(crate::web::tls::client_config(&config.ca, false, client)?)
 }
 
 fn server_name(config: &SyslogConfig) -> Result<ServerName<'static>, SyslogError> {

@@ -14,8 +14,7 @@ use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_JWKS_BYTES: usize = 1 << 20;
@@ -153,26 +152,10 @@ pub fn parse(url: &str, body: &[u8]) -> Result<KeySet, JwksError> {
 }
 
 fn client_tls(ca: &Path) -> Result<Arc<rustls::ClientConfig>, JwksError> {
-    let ca_err = |reason: String| JwksError::Ca {
+    crate::web::tls::client_config(ca, false, None).map_err(|e| JwksError::Ca {
         path: ca.display().to_string(),
-        reason,
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| ca_err(e.to_string()))? {
-        let cert = cert.map_err(|e| ca_err(e.to_string()))?;
-        // A bundle may hold certificates rustls cannot parse; the others still count.
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        return Err(ca_err("no usable CA certificate".into()));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ca_err(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+        reason: e.to_string(),
+    })
 }
 
 async fn fetch(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Bytes, JwksError> {

@@ -15,7 +15,6 @@ use super::scu::{
     Proposal, ScuError, Upstream, UpstreamAssociation, Urgency, STUDY_ROOT_GET, STUDY_ROOT_MOVE,
     UNCOMPRESSED,
 };
-use super::store_scp::store_and_answer;
 use crate::charset::CharacterSet;
 use crate::store::{Store, StoredInstance};
 
@@ -160,15 +159,9 @@ pub async fn c_get(
         };
         match command.field() {
             Some(CommandField::CStoreRq) => {
-                let stored = store_and_answer(
-                    &mut assoc.conn,
-                    store,
-                    pc_id,
-                    &command,
-                    &calling,
-                    &on_stored,
-                )
-                .await;
+                let stored = assoc
+                    .store_and_answer(store, pc_id, &command, &calling, &on_stored)
+                    .await;
                 match stored {
                     Ok(_) => {}
                     Err(e) => break Err(up.failed(&format!("C-GET sub-operation: {e}"))),

@@ -2,22 +2,25 @@
 //! (a clinical system is never flooded), connect and DIMSE timeouts on every one, TCP_NODELAY,
 //! and an explicit release at the end. Viewers go first: a background (prefetch) association
 //! takes a slot only while no interactive request waits for one, and becomes interactive the
-//! moment a viewer joins the retrieve it serves ([`Urgency`]). The DIMSE operations on top live in `find_scu`,
-//! `retrieve_scu` and here (C-ECHO).
+//! moment a viewer joins the retrieve it serves ([`Urgency`]). An upstream with `tls = true` is
+//! reached over DICOM TLS ([`UpstreamLink`]) with the same slots and timeouts, the handshake
+//! included. The DIMSE operations on top live in `find_scu`, `retrieve_scu` and here (C-ECHO).
 
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dicom_ul::association::client::AsyncClientAssociation;
-use dicom_ul::pdu::PresentationContextResultReason;
+use dicom_ul::association::client::{AsyncClientAssociation, AsyncTlsStream};
+use dicom_ul::pdu::{PresentationContextNegotiated, PresentationContextResultReason};
 use dicom_ul::ClientAssociationOptions;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::command::{tag, Command, CommandField, Status};
 use super::connection::{DimseConnection, DimseError, Event};
+use super::tls::{self, UpstreamTlsError};
 use crate::config::UpstreamConfig;
+use crate::store::{Store, StoredInstance};
 
 pub const VERIFICATION: &str = "1.2.840.10008.1.1";
 pub const STUDY_ROOT_FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
@@ -34,6 +37,12 @@ pub enum ScuError {
         address: String,
         source: Box<dicom_ul::association::Error>,
     },
+    #[error("{upstream}: TLS handshake with {address} failed: {reason}")]
+    Tls {
+        upstream: String,
+        address: String,
+        reason: String,
+    },
     #[error("{upstream}: no answer within {0:?}", timeout)]
     Timeout { upstream: String, timeout: Duration },
     #[error("{upstream}: {what} was not accepted by the PACS")]
@@ -48,7 +57,8 @@ pub enum ScuError {
 }
 
 impl ScuError {
-    /// A transient failure worth a retry (network, timeouts, busy PACS).
+    /// A transient failure worth a retry (network, timeouts, busy PACS); a failed TLS
+    /// handshake (certificates, names) is not.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
@@ -106,11 +116,35 @@ pub struct Upstream {
     interactive_waiting: AtomicUsize,
     slot_freed: Notify,
     message_ids: AtomicU16,
+    /// Set for `tls = true`: the client configuration and the name to verify.
+    tls: Option<UpstreamTls>,
+}
+
+struct UpstreamTls {
+    config: Arc<rustls::ClientConfig>,
+    server_name: String,
+}
+
+/// The DIMSE connection of an upstream association, over plain TCP or DICOM TLS (boxed: the
+/// association's buffers are a few hundred bytes, the TLS state more).
+pub enum UpstreamLink {
+    Plain(Box<DimseConnection<AsyncClientAssociation<TcpStream>>>),
+    Tls(Box<DimseConnection<AsyncClientAssociation<AsyncTlsStream>>>),
+}
+
+/// `$body` with `$c` bound to the DIMSE connection, whichever the transport.
+macro_rules! on_link {
+    ($link:expr, $c:ident => $body:expr) => {
+        match $link {
+            UpstreamLink::Plain($c) => $body,
+            UpstreamLink::Tls($c) => $body,
+        }
+    };
 }
 
 /// An open association with an upstream, holding one of its slots.
 pub struct UpstreamAssociation {
-    pub conn: DimseConnection<AsyncClientAssociation<TcpStream>>,
+    link: UpstreamLink,
     pub upstream: String,
     timeout: Duration,
     _slot: OwnedSemaphorePermit,
@@ -135,8 +169,21 @@ impl Proposal {
 }
 
 impl Upstream {
-    pub fn new(config: UpstreamConfig, calling_ae: &str, move_destination: &str) -> Self {
-        Upstream {
+    /// An upstream from its configuration; with `tls = true` its CA, certificate and key
+    /// files are read now, so a missing or unusable file stops the start-up.
+    pub fn new(
+        config: UpstreamConfig,
+        calling_ae: &str,
+        move_destination: &str,
+    ) -> Result<Self, UpstreamTlsError> {
+        let tls = match config.tls {
+            false => None,
+            true => Some(UpstreamTls {
+                config: tls::client_config(&config)?,
+                server_name: config.tls_server_name().to_string(),
+            }),
+        };
+        Ok(Upstream {
             slots: Arc::new(Semaphore::new(config.max_associations)),
             interactive_waiting: AtomicUsize::new(0),
             slot_freed: Notify::new(),
@@ -144,7 +191,8 @@ impl Upstream {
             calling_ae: calling_ae.into(),
             move_destination: move_destination.into(),
             message_ids: AtomicU16::new(1),
-        }
+            tls,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -206,6 +254,21 @@ impl Upstream {
     ) -> Result<UpstreamAssociation, ScuError> {
         let timeout = self.timeout();
         let slot = self.slot(urgency).await?;
+        // the timeout bounds the whole negotiation, TCP connect and TLS handshake included
+        let link = tokio::time::timeout(timeout, self.establish(self.options(proposals)))
+            .await
+            .map_err(|_| self.timeout_error())??;
+        Ok(UpstreamAssociation {
+            link,
+            upstream: self.name().into(),
+            timeout,
+            _slot: slot,
+        })
+    }
+
+    /// The A-ASSOCIATE-RQ to send: our AE titles, the proposals and the timeouts.
+    fn options(&self, proposals: &[Proposal]) -> ClientAssociationOptions<'static> {
+        let timeout = self.timeout();
         let mut options = ClientAssociationOptions::new()
             .calling_ae_title(self.calling_ae.clone())
             .called_ae_title(self.config.ae_title.clone())
@@ -219,22 +282,49 @@ impl Upstream {
                 options = options.with_role_selection(p.abstract_syntax.clone(), true, true);
             }
         }
-        let established =
-            tokio::time::timeout(timeout, options.establish_async(&self.config.address))
+        options
+    }
+
+    /// Connect (over TLS when configured) and negotiate the association.
+    async fn establish(
+        &self,
+        options: ClientAssociationOptions<'static>,
+    ) -> Result<UpstreamLink, ScuError> {
+        let address = self.config.address.as_str();
+        let Some(tls) = &self.tls else {
+            let mut assoc = options
+                .establish_async(address)
                 .await
-                .map_err(|_| self.timeout_error())?;
-        let mut assoc = established.map_err(|source| ScuError::Associate {
-            upstream: self.name().into(),
-            address: self.config.address.clone(),
-            source: Box::new(source),
-        })?;
-        let _ = dicom_ul::association::AsyncAssociation::inner_stream(&mut assoc).set_nodelay(true);
-        Ok(UpstreamAssociation {
-            conn: DimseConnection::new(assoc),
-            upstream: self.name().into(),
-            timeout,
-            _slot: slot,
-        })
+                .map_err(|e| self.associate_error(e))?;
+            let _ = assoc.inner_stream().set_nodelay(true);
+            return Ok(UpstreamLink::Plain(Box::new(DimseConnection::new(assoc))));
+        };
+        let mut assoc = options
+            .tls_config(Arc::clone(&tls.config))
+            .server_name(&tls.server_name)
+            .establish_tls_async(address)
+            .await
+            .map_err(|e| self.associate_error(e))?;
+        let _ = assoc.inner_stream().get_ref().0.set_nodelay(true);
+        Ok(UpstreamLink::Tls(Box::new(DimseConnection::new(assoc))))
+    }
+
+    /// A failed association: a TLS handshake failure says so, anything else is the network
+    /// or the PACS refusing us.
+    fn associate_error(&self, source: dicom_ul::association::Error) -> ScuError {
+        let tls_reason = self.tls.as_ref().and_then(|_| tls::tls_failure(&source));
+        match tls_reason {
+            Some(reason) => ScuError::Tls {
+                upstream: self.name().into(),
+                address: self.config.address.clone(),
+                reason,
+            },
+            None => ScuError::Associate {
+                upstream: self.name().into(),
+                address: self.config.address.clone(),
+                source: Box::new(source),
+            },
+        }
     }
 
     /// C-ECHO: how long the round trip took.
@@ -290,9 +380,13 @@ impl UpstreamAssociation {
             })
     }
 
+    fn presentation_contexts(&self) -> &[PresentationContextNegotiated] {
+        on_link!(&self.link, c => c.association().presentation_contexts())
+    }
+
     /// Every accepted presentation context for an abstract syntax.
     pub fn accepted_contexts(&self, abstract_syntax: &str) -> Vec<(u8, String)> {
-        dicom_ul::association::Association::presentation_contexts(self.conn.association())
+        self.presentation_contexts()
             .iter()
             .filter(|pc| {
                 pc.reason == PresentationContextResultReason::Acceptance
@@ -304,26 +398,27 @@ impl UpstreamAssociation {
 
     /// The transfer syntax negotiated on a presentation context.
     pub fn context_ts(&self, pc_id: u8) -> Option<String> {
-        dicom_ul::association::Association::presentation_contexts(self.conn.association())
+        self.presentation_contexts()
             .iter()
             .find(|pc| pc.id == pc_id)
             .map(|pc| pc.transfer_syntax.trim_end_matches('\0').to_string())
     }
 
     pub async fn send_command(&mut self, pc_id: u8, c: &Command) -> Result<(), ScuError> {
-        let r = self.conn.send_command(pc_id, c).await;
+        let r = on_link!(&mut self.link, conn => conn.send_command(pc_id, c).await);
         r.map_err(|e| self.wrap(e))
     }
 
     pub async fn send_data_set(&mut self, pc_id: u8, data: &[u8]) -> Result<(), ScuError> {
-        let r = self.conn.send_data_set(pc_id, data).await;
+        let r = on_link!(&mut self.link, conn => conn.send_data_set(pc_id, data).await);
         r.map_err(|e| self.wrap(e))
     }
 
     /// The next command from the PACS (bounded by the DIMSE timeout).
     pub async fn next_command(&mut self) -> Result<(u8, Command), ScuError> {
         let timeout = self.timeout;
-        let event = tokio::time::timeout(timeout, self.conn.next_event()).await;
+        let event =
+            on_link!(&mut self.link, c => tokio::time::timeout(timeout, c.next_event()).await);
         match event {
             Err(_) => Err(ScuError::Timeout {
                 upstream: self.upstream.clone(),
@@ -340,20 +435,36 @@ impl UpstreamAssociation {
 
     /// Read a (small) data set that follows a command.
     pub async fn read_data_set(&mut self, limit: usize) -> Result<Vec<u8>, ScuError> {
-        let r = self.conn.read_small_data_set(limit).await;
+        let r = on_link!(&mut self.link, c => c.read_small_data_set(limit).await);
+        r.map_err(|e| self.wrap(e))
+    }
+
+    /// Store the data set of a C-STORE-RQ (a C-GET sub-operation) and answer it.
+    pub async fn store_and_answer(
+        &mut self,
+        store: &Arc<Store>,
+        pc_id: u8,
+        request: &Command,
+        calling_ae: &str,
+        announce: impl FnOnce(&StoredInstance),
+    ) -> Result<Option<StoredInstance>, ScuError> {
+        use super::store_scp::store_and_answer as store_one;
+        let r = on_link!(&mut self.link, c => {
+            store_one(&mut **c, store, pc_id, request, calling_ae, announce).await
+        });
         r.map_err(|e| self.wrap(e))
     }
 
     /// Release politely; a PACS that does not answer the release is simply disconnected.
     pub async fn release(self) {
         let upstream = self.upstream.clone();
-        if let Err(e) = self.conn.release().await {
+        if let Err(e) = on_link!(self.link, c => c.release().await) {
             tracing::debug!(%upstream, error = %e, "release not acknowledged");
         }
     }
 
     pub async fn abort(self) {
-        let _ = self.conn.abort().await;
+        let _ = on_link!(self.link, c => c.abort().await);
     }
 }
 
@@ -373,8 +484,13 @@ mod tests {
             character_set: "ISO_IR 192".into(),
             window: None,
             bandwidth: None,
+            tls: false,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_server_name: None,
         };
-        Arc::new(Upstream::new(config, "US", "US"))
+        Arc::new(Upstream::new(config, "US", "US").unwrap())
     }
 
     #[tokio::test]

@@ -19,6 +19,7 @@ use crate::config::{Config, PullConfig};
 use crate::dimse::retrieve_scu::RetrieveTarget;
 use crate::dimse::scp::StoreEvent;
 use crate::dimse::scu::Upstream;
+use crate::dimse::tls::UpstreamTlsError;
 use crate::store::Store;
 use retrieve::Retrieval;
 pub use retrieve::{Progress, RetrieveError};
@@ -43,24 +44,26 @@ pub struct Pull {
 }
 
 impl Pull {
+    /// Fails when a TLS upstream's certificate files cannot be used.
     pub fn new(
         config: &Config,
         store: Arc<Store>,
         events: broadcast::Sender<StoreEvent>,
         auditor: Auditor,
-    ) -> Arc<Self> {
+    ) -> Result<Arc<Self>, UpstreamTlsError> {
         let upstreams = config
             .upstreams
             .iter()
             .map(|u| {
-                Arc::new(Upstream::new(
+                Upstream::new(
                     u.clone(),
                     &config.dimse.ae_title,
                     config.move_destination(u),
-                ))
+                )
+                .map(Arc::new)
             })
-            .collect();
-        Arc::new(Pull {
+            .collect::<Result<_, _>>()?;
+        Ok(Arc::new(Pull {
             upstreams,
             config: config.pull.clone(),
             our_ae: config.dimse.ae_title.clone(),
@@ -80,7 +83,7 @@ impl Pull {
                 .build(),
             running: Mutex::new(HashMap::new()),
             auditor,
-        })
+        }))
     }
 
     /// True when there is at least one upstream to search or pull from.

@@ -316,7 +316,10 @@ impl Pull {
                 .await;
                 let answer = match r {
                     Ok(Ok((rows, _))) => Ok(!rows.is_empty()),
-                    Ok(Err(e)) => Err(e.to_string()),
+                    Ok(Err(e)) => {
+                        tracing::warn!(upstream = up.name(), error = %e, "locating the study failed");
+                        Err(e.to_string())
+                    }
                     Err(_) => Err(format!(
                         "{} did not answer within {:?}",
                         up.name(),

@@ -106,7 +106,10 @@ impl Pull {
                     tokio::time::timeout(timeout, find_scu::find(up, level, keys, max)).await;
                 match found {
                     Ok(Ok(r)) => Ok(Arc::new(r)),
-                    Ok(Err(e)) => Err(format!("{} did not answer the search: {e}", up.name())),
+                    Ok(Err(e)) => {
+                        tracing::warn!(upstream = up.name(), error = %e, "search failed");
+                        Err(format!("{} did not answer the search: {e}", up.name()))
+                    }
                     Err(_) => Err(format!(
                         "{} did not answer within {:?}; its results are missing",
                         up.name(),

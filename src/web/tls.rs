@@ -18,6 +18,8 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
     #[error("the client CA certificates cannot verify clients: {0}")]
     ClientCa(String),
+    #[error("the CA certificates {path} cannot verify servers: {message}")]
+    ServerCa { path: PathBuf, message: String },
 }
 
 /// The server TLS configuration from PEM files (chain: leaf first; key: PKCS#8, PKCS#1 or SEC1).
@@ -55,4 +57,45 @@ pub fn load_key(key: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         path: key.to_path_buf(),
         message: e.to_string(),
     })
+}
+
+/// A TLS client configuration (TLS 1.2/1.3, ring) trusting the CAs in `ca` (`strict`: every
+/// certificate there must be usable, as for a CA named for one peer; otherwise unusable ones
+/// are skipped, as a system bundle may hold some), with our certificate and key when given.
+/// Shared by outbound DICOM TLS, the JWKS fetch and the syslog sink.
+pub fn client_config(
+    ca: &Path,
+    strict: bool,
+    client: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(ca, strict)?);
+    let config = match client {
+        Some((cert, key)) => builder.with_client_auth_cert(load_chain(cert)?, load_key(key)?)?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// Trust anchors from a PEM file (see `client_config` for `strict`).
+fn roots(path: &Path, strict: bool) -> Result<rustls::RootCertStore, TlsError> {
+    let bad = |message: String| TlsError::ServerCa {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = load_chain(path)?;
+    if strict {
+        for c in certs {
+            roots.add(c).map_err(|e| bad(e.to_string()))?;
+        }
+    } else {
+        roots.add_parsable_certificates(certs);
+    }
+    if roots.is_empty() {
+        return Err(bad("no usable CA certificate in the file".into()));
+    }
+    Ok(roots)
 }

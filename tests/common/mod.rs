@@ -2,13 +2,14 @@
 //! the committed samples and their manifest, and real peers (DCMTK) with loud skips.
 #![allow(dead_code)]
 pub mod pacs;
+pub mod pki;
 pub mod studies;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -21,6 +22,8 @@ pub struct Gateway {
     pub dir: PathBuf,
     /// The `tsunagi ready` log line (every bound address is in it).
     pub ready: String,
+    /// Everything it logged so far (stderr), one line each.
+    log: Arc<Mutex<Vec<String>>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -51,6 +54,8 @@ impl Gateway {
         let mut child = cmd.spawn().expect("spawn tsunagi");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&log);
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -60,6 +65,9 @@ impl Gateway {
                 }
                 if std::env::var_os("TSUNAGI_TEST_LOG").is_some() {
                     eprintln!("[gateway] {line}");
+                }
+                if let Ok(mut l) = lines.lock() {
+                    l.push(line);
                 }
             }
         });
@@ -72,8 +80,14 @@ impl Gateway {
             dimse: field(&line, "dimse").parse().expect("dimse addr"),
             dir: dir.to_path_buf(),
             ready: line.clone(),
+            log,
             _tmp: None,
         }
+    }
+
+    /// Its log (stderr) so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
 
     /// Keep `tmp` (holding the cache) until the gateway is dropped.
@@ -269,6 +283,22 @@ pub fn data_set_bytes(file: &[u8]) -> &[u8] {
     &file[144 + gl..]
 }
 
+/// The data set of every instance in a multipart body, by SOP Instance UID.
+pub fn parts_by_sop(ct: &str, body: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    multipart_parts(ct, body)
+        .into_iter()
+        .map(|(_, bytes)| {
+            let obj = dicom_object::from_reader(&bytes[128..]).expect("part parses");
+            let sop = obj
+                .meta()
+                .media_storage_sop_instance_uid()
+                .trim_end_matches('\0')
+                .to_string();
+            (sop, data_set_bytes(&bytes).to_vec())
+        })
+        .collect()
+}
+
 /// GET with an Accept header; returns status, content type, headers and body.
 pub async fn get(url: &str, accept: &str) -> (u16, String, reqwest::header::HeaderMap, Vec<u8>) {
     let resp = reqwest::Client::new()
@@ -363,45 +393,5 @@ pub fn run_interop_script(script: &str, gw: &Gateway, limit: Duration) {
         Some(s) if s.success() => eprintln!("{text}"),
         Some(s) => panic!("{script} failed ({s}):\n{text}"),
         None => panic!("{script} still running after {limit:?}; killed:\n{text}"),
-    }
-}
-
-/// A CA, a server certificate for 127.0.0.1, a client certificate from the CA and one
-/// self-signed (untrusted) client certificate, written as PEM files.
-pub struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    pub fn new(dir: &Path) -> Pki {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-        let write = |name: &str, text: String| std::fs::write(dir.join(name), text).unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        // distinct subjects: OpenSSL takes subject == issuer for a self-signed certificate
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "Tsunagi test CA");
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        write("ca.pem", ca.pem());
-        for (name, san) in [("server", "127.0.0.1"), ("client", "client.example")] {
-            let key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::new(vec![san.to_string()]).unwrap();
-            params.distinguished_name.push(DnType::CommonName, san);
-            let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-            write(&format!("{name}.pem"), cert.pem());
-            write(&format!("{name}.key"), key.serialize_pem());
-        }
-        let rogue = rcgen::generate_simple_self_signed(vec!["rogue.example".into()]).unwrap();
-        write("rogue.pem", rogue.cert.pem());
-        write("rogue.key", rogue.key_pair.serialize_pem());
-        Pki {
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    pub fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
     }
 }

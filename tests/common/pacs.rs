@@ -5,6 +5,7 @@
 //! - [`DcmQrScp`]: hospital A, DCMTK `dcmqrscp` as `HOSPA`; uncompressed files; names in
 //!   `\ISO 2022 IR 87` (it cannot convert them, so it matches raw bytes: query it in that set).
 //! - [`Orthanc`]: hospital B, Debian's Orthanc 1.10 as `HOSPB`; UTF-8 names and JPEG 2000.
+//!   [`Orthanc::start_tls`] serves DICOM TLS only on its DICOM port ([`OrthancTls`]).
 //!
 //! Both are killed (with every process they forked) on drop or [`Pacs::stop`], count the
 //! C-FIND, C-MOVE and C-GET requests they receive (from their own logs, read on demand, so a
@@ -239,21 +240,23 @@ fn free_port() -> u16 {
 
 /// A C-ECHO with DCMTK's echoscu: does `ae_title` at `addr` accept associations?
 pub fn echo(ae_title: &str, addr: SocketAddr) -> bool {
-    echo_as("FIXTURE", ae_title, addr)
+    echo_as("FIXTURE", ae_title, addr, &[])
 }
 
 /// Is the server at `addr` the process writing `log`? A C-ECHO from a calling AE title used
 /// nowhere else must show up in that log (a port raced away could answer for another PACS).
-fn echo_reaches(log: &Path, ae_title: &str, addr: SocketAddr) -> bool {
+/// `extra` are further echoscu arguments (DICOM TLS).
+fn echo_reaches(log: &Path, ae_title: &str, addr: SocketAddr, extra: &[String]) -> bool {
     static PROBES: AtomicUsize = AtomicUsize::new(0);
     let probe = format!("PROBE{}", PROBES.fetch_add(1, Ordering::Relaxed));
-    echo_as(&probe, ae_title, addr) && read_log(log).contains(&probe)
+    echo_as(&probe, ae_title, addr, extra) && read_log(log).contains(&probe)
 }
 
-fn echo_as(calling: &str, ae_title: &str, addr: SocketAddr) -> bool {
+fn echo_as(calling: &str, ae_title: &str, addr: SocketAddr, extra: &[String]) -> bool {
     Command::new(ECHOSCU)
         .env("TCP_NODELAY", "1")
         .args(["-to", "5", "-ta", "5", "-aet", calling, "-aec", ae_title])
+        .args(extra)
         .arg(addr.ip().to_string())
         .arg(addr.port().to_string())
         .stdout(Stdio::null())
@@ -434,7 +437,7 @@ impl DcmQrScp {
             &log,
         );
         let (ae, addr) = (self.ae_title.clone(), self.addr());
-        let up = wait_ready(&mut proc, &log, || echo_reaches(&log, &ae, addr));
+        let up = wait_ready(&mut proc, &log, || echo_reaches(&log, &ae, addr, &[]));
         if up {
             self.proc = Some(proc);
         }
@@ -540,6 +543,33 @@ impl Pacs for DcmQrScp {
 
 // --------------------------------------------------------------------------- hospital B
 
+/// DICOM TLS for an [`Orthanc`] (its DICOM port then speaks TLS only): PEM files, and the
+/// DCMTK `echoscu` arguments that get through it (the readiness check).
+pub struct OrthancTls {
+    /// Its certificate and private key.
+    pub cert: String,
+    pub key: String,
+    /// The certificates (CAs) it trusts for client certificates.
+    pub trusted: String,
+    /// Refuse clients without a certificate (`DicomTlsRemoteCertificateRequired`).
+    pub require_client_cert: bool,
+    /// e.g. `["+tls", client.key, client.pem, "-ic"]`.
+    pub echo_args: Vec<String>,
+}
+
+impl OrthancTls {
+    /// The `DicomTls*` configuration keys.
+    fn config(&self) -> Value {
+        json!({
+            "DicomTlsEnabled": true,
+            "DicomTlsCertificate": self.cert,
+            "DicomTlsPrivateKey": self.key,
+            "DicomTlsTrustedCertificates": self.trusted,
+            "DicomTlsRemoteCertificateRequired": self.require_client_cert,
+        })
+    }
+}
+
 /// Debian's Orthanc 1.10 (no plugins, `--verbose`): a PACS that answers in UTF-8, serves C-GET
 /// and stores JPEG 2000 as received. Loaded over its REST API.
 pub struct Orthanc {
@@ -558,6 +588,15 @@ impl Orthanc {
 
     /// `ae_title` with `files` uploaded (`POST /instances`).
     pub fn start(ae_title: &str, files: &[PathBuf]) -> Option<Orthanc> {
+        Orthanc::start_with(ae_title, files, None)
+    }
+
+    /// [`Orthanc::start`] speaking DICOM TLS only on its DICOM port.
+    pub fn start_tls(ae_title: &str, files: &[PathBuf], tls: &OrthancTls) -> Option<Orthanc> {
+        Orthanc::start_with(ae_title, files, Some(tls))
+    }
+
+    fn start_with(ae_title: &str, files: &[PathBuf], tls: Option<&OrthancTls>) -> Option<Orthanc> {
         peer(
             ORTHANC,
             "the Orthanc hospital PACS is needed (apt-get install orthanc)",
@@ -569,7 +608,7 @@ impl Orthanc {
             let dicom = SocketAddr::from(([127, 0, 0, 1], free_port()));
             let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
             let storage = tmp.path().join("db");
-            let config = json!({
+            let mut config = json!({
                 "Name": ae_title,
                 "DicomAet": ae_title,
                 "DicomPort": dicom.port(),
@@ -594,6 +633,10 @@ impl Orthanc {
                 "SaveJobs": false,
                 "DicomModalities": {},
             });
+            if let (Some(tls), Value::Object(c)) = (tls, &mut config) {
+                c.extend(tls.config().as_object().cloned().unwrap_or_default());
+            }
+            let echo_args = tls.map(|t| t.echo_args.as_slice()).unwrap_or_default();
             let cfg = tmp.path().join("orthanc.json");
             std::fs::write(&cfg, config.to_string()).expect("write orthanc.json");
             let mut proc = Proc::spawn(
@@ -608,7 +651,7 @@ impl Orthanc {
                 let ours = format!("\"DicomPort\" : {}", dicom.port());
                 http_request(http, "GET", "/system", b"").is_ok_and(|(s, body)| {
                     s == 200 && String::from_utf8_lossy(&body).contains(&ours)
-                }) && echo_reaches(&log, ae_title, dicom)
+                }) && echo_reaches(&log, ae_title, dicom, echo_args)
             });
             if !up {
                 continue;
