@@ -74,6 +74,30 @@ fn wado_resources(e: &Value) -> Vec<String> {
     ]
 }
 
+/// A gateway with these API keys and this `proxy.toml` (arrays of tables come from the file,
+/// in the gateway's working directory), holding two studies pushed with `storescu`.
+fn gateway_with_two_studies(
+    storescu_bin: &std::path::Path,
+    keys: &str,
+    toml: &str,
+    files: [&std::path::PathBuf; 2],
+) -> Gateway {
+    let tmp = tempfile::tempdir().unwrap();
+    let env = [
+        ("TSUNAGI_AUTH__MODE", "api-key"),
+        ("TSUNAGI_AUTH__API_KEY", keys),
+        ("TSUNAGI_JOBS__ENABLED", "false"),
+    ];
+    std::fs::write(tmp.path().join("proxy.toml"), toml).unwrap();
+    let mut gw = Gateway::start_in(&tmp.path().join("cache"), &env);
+    gw.hold(tmp);
+    for f in files {
+        let (ok, text) = storescu(storescu_bin, gw.dimse, "-xs", std::slice::from_ref(f));
+        assert!(ok, "storescu: {text}");
+    }
+    gw
+}
+
 #[tokio::test]
 async fn facilities_see_only_their_sources() {
     let Some(storescu_bin) = peer("/usr/bin/storescu", "it pushes the studies") else {
@@ -85,22 +109,13 @@ async fn facilities_see_only_their_sources() {
         a["study_uid"].as_str().unwrap().to_string(),
         b["study_uid"].as_str().unwrap().to_string(),
     );
-    let tmp = tempfile::tempdir().unwrap();
     let keys = format!(
         "[{{name = \"clinic-local\", key = \"{LOCAL_KEY}\", facility = \"clinic-local\"}}, \
           {{name = \"clinic-b\", key = \"{B_KEY}\", facility = \"clinic-b\"}}, \
           {{name = \"nobody\", key = \"{NO_FACILITY_KEY}\"}}, \
           {{name = \"admin\", key = \"{ADMIN_KEY}\", roles = [\"tsunagi-admin\"]}}]"
     );
-    let env = [
-        ("TSUNAGI_AUTH__MODE", "api-key"),
-        ("TSUNAGI_AUTH__API_KEY", keys.as_str()),
-        ("TSUNAGI_JOBS__ENABLED", "false"),
-    ];
-    // Arrays of tables come from the file (./proxy.toml of the gateway's working directory).
-    std::fs::write(
-        tmp.path().join("proxy.toml"),
-        r#"
+    let toml = r#"
 [[facility]]
 name = "clinic-local"
 upstreams = ["local"]
@@ -114,15 +129,8 @@ name = "hospital-b"
 ae_title = "HOSPB"
 address = "127.0.0.1:9"
 timeout = "1s"
-"#,
-    )
-    .unwrap();
-    let mut gw = Gateway::start_in(&tmp.path().join("cache"), &env);
-    gw.hold(tmp);
-    for f in [&file_a, &file_b] {
-        let (ok, text) = storescu(&storescu_bin, gw.dimse, "-xs", std::slice::from_ref(f));
-        assert!(ok, "storescu: {text}");
-    }
+"#;
+    let gw = gateway_with_two_studies(&storescu_bin, &keys, toml, [&file_a, &file_b]);
     let index = rusqlite::Connection::open(gw.dir.join("index.sqlite")).expect("index");
     index
         .busy_timeout(std::time::Duration::from_secs(5))
@@ -235,27 +243,12 @@ async fn referred_only_clinic_sees_referred_patients() {
     let (file_a, a) = sample("p3-ir13-ir87/ct-64.dcm");
     let (file_b, b) = sample("p4-ir87-ir159/sc-64.dcm");
     let study_a = a["study_uid"].as_str().unwrap().to_string();
-    let tmp = tempfile::tempdir().unwrap();
     let keys = format!(
         "[{{name = \"clinic-r\", key = \"{LOCAL_KEY}\", facility = \"clinic-r\"}}, \
           {{name = \"admin\", key = \"{ADMIN_KEY}\", roles = [\"tsunagi-admin\"]}}]"
     );
-    let env = [
-        ("TSUNAGI_AUTH__MODE", "api-key"),
-        ("TSUNAGI_AUTH__API_KEY", keys.as_str()),
-        ("TSUNAGI_JOBS__ENABLED", "false"),
-    ];
-    std::fs::write(
-        tmp.path().join("proxy.toml"),
-        "[[facility]]\nname = \"clinic-r\"\nupstreams = [\"local\"]\nreferred_only = true\n",
-    )
-    .unwrap();
-    let mut gw = Gateway::start_in(&tmp.path().join("cache"), &env);
-    gw.hold(tmp);
-    for f in [&file_a, &file_b] {
-        let (ok, text) = storescu(&storescu_bin, gw.dimse, "-xs", std::slice::from_ref(f));
-        assert!(ok, "storescu: {text}");
-    }
+    let toml = "[[facility]]\nname = \"clinic-r\"\nupstreams = [\"local\"]\nreferred_only = true\n";
+    let gw = gateway_with_two_studies(&storescu_bin, &keys, toml, [&file_a, &file_b]);
     let base = gw.base();
     let studies = format!("{base}/studies");
     let referrals = format!("http://{}/admin/referrals", gw.http);

@@ -72,30 +72,34 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Referral> {
     })
 }
 
+/// A checked referral about to be stored.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub facility: String,
+    pub patient: Patient,
+    /// "" = any source.
+    pub upstream: String,
+    pub until: Option<i64>,
+    /// `job:ID` or `admin`.
+    pub source: String,
+}
+
 /// Store a referral; returns it with its id.
-pub fn insert(
-    index: &Index,
-    facility: &str,
-    patient: &Patient,
-    upstream: &str,
-    until: Option<i64>,
-    source: &str,
-    now: i64,
-) -> rusqlite::Result<Referral> {
+pub fn insert(index: &Index, d: Draft, now: i64) -> rusqlite::Result<Referral> {
     index.write(|c| {
         c.execute(
             "INSERT INTO referral (facility, patient_id, issuer, upstream, until, source, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![facility, patient.id, patient.issuer, upstream, until, source, now],
+            params![d.facility, d.patient.id, d.patient.issuer, d.upstream, d.until, d.source, now],
         )?;
         Ok(Referral {
             id: c.last_insert_rowid(),
-            facility: facility.into(),
-            patient_id: patient.id.clone(),
-            issuer: patient.issuer.clone(),
-            upstream: upstream.into(),
-            until,
-            source: source.into(),
+            facility: d.facility,
+            patient_id: d.patient.id,
+            issuer: d.patient.issuer,
+            upstream: d.upstream,
+            until: d.until,
+            source: d.source,
             created_at: now,
         })
     })
@@ -203,8 +207,15 @@ mod tests {
             id: "P1".into(),
             issuer: String::new(),
         };
-        let a = insert(&index, "clinic-a", &p, "", Some(100), "admin", 10).unwrap();
-        insert(&index, "clinic-b", &p, "", None, "job:3", 10).unwrap();
+        let draft = |facility: &str, until, source: &str| Draft {
+            facility: facility.into(),
+            patient: p.clone(),
+            upstream: String::new(),
+            until,
+            source: source.into(),
+        };
+        let a = insert(&index, draft("clinic-a", Some(100), "admin"), 10).unwrap();
+        insert(&index, draft("clinic-b", None, "job:3"), 10).unwrap();
         let now_50 = index.read(|c| active(c, "clinic-a", &["P1"], 50)).unwrap();
         assert_eq!(now_50, vec![a.clone()]);
         assert!(index

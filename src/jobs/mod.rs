@@ -117,28 +117,21 @@ impl Jobs {
         };
         let now = crate::clock::now();
         let until = job.due.unwrap_or(now) + rule.referral_validity.as_secs() as i64;
-        let patient = Patient {
-            id: patient_id.clone(),
-            issuer: spec.issuer.clone().unwrap_or_default(),
+        let draft = referral::Draft {
+            facility: facility.clone(),
+            patient: Patient {
+                id: patient_id.clone(),
+                issuer: spec.issuer.clone().unwrap_or_default(),
+            },
+            upstream: match spec.upstreams.as_slice() {
+                [one] => one.clone(),
+                _ => String::new(),
+            },
+            until: Some(until),
+            source: holder(id),
         };
-        let upstream = match spec.upstreams.as_slice() {
-            [one] => one.clone(),
-            _ => String::new(),
-        };
-        let (index, facility, source) =
-            (Arc::clone(self.store.index()), facility.clone(), holder(id));
-        let r = blocking(move || {
-            referral::insert(
-                &index,
-                &facility,
-                &patient,
-                &upstream,
-                Some(until),
-                &source,
-                now,
-            )
-        })
-        .await?;
+        let index = Arc::clone(self.store.index());
+        let r = blocking(move || referral::insert(&index, draft, now)).await?;
         tracing::info!(job = id, referral = r.id, facility = %r.facility, "patient referred");
         Ok(())
     }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use crate::auth::referral::{self, NewReferral, Patient};
+use crate::auth::referral::{self, Draft, NewReferral, Patient};
 use crate::web::{ApiError, AppState};
 
 #[derive(Deserialize)]
@@ -36,20 +36,9 @@ pub async fn create(
     let Json(new) =
         body.map_err(|e| ApiError::BadRequest(format!("referral: {}", e.body_text())))?;
     let now = crate::clock::now();
-    let (facility, patient, upstream, until) = validate(&state, new, now)?;
+    let draft = validate(&state, new, now)?;
     let index = state.store.index().clone();
-    let r = tokio::task::spawn_blocking(move || {
-        referral::insert(
-            &index,
-            &facility,
-            &patient,
-            &upstream,
-            Some(until),
-            "admin",
-            now,
-        )
-    })
-    .await??;
+    let r = tokio::task::spawn_blocking(move || referral::insert(&index, draft, now)).await??;
     tracing::info!(referral = r.id, facility = %r.facility, "patient referred");
     Ok((StatusCode::CREATED, Json(r)).into_response())
 }
@@ -67,12 +56,9 @@ pub async fn delete(
     }
 }
 
-/// The facility, patient, upstream ("" = any) and end time of a requested referral.
-fn validate(
-    state: &AppState,
-    new: NewReferral,
-    now: i64,
-) -> Result<(String, Patient, String, i64), ApiError> {
+/// A requested referral, checked against the configuration (facility, upstream) and made
+/// explicit (end time).
+fn validate(state: &AppState, new: NewReferral, now: i64) -> Result<Draft, ApiError> {
     let bad = |m: String| Err(ApiError::BadRequest(m));
     let config = &state.config;
     let Some(rule) = config.facilities.iter().find(|f| f.name == new.facility) else {
@@ -107,5 +93,11 @@ fn validate(
         }
         None => now + rule.referral_validity.as_secs() as i64,
     };
-    Ok((rule.name.clone(), Patient { id, issuer }, upstream, until))
+    Ok(Draft {
+        facility: rule.name.clone(),
+        patient: Patient { id, issuer },
+        upstream,
+        until: Some(until),
+        source: "admin".into(),
+    })
 }
