@@ -33,21 +33,26 @@ pub fn combined(jobs: &[JobView]) -> JobProgress {
 
 /// One line: `[#########-----------]  45.0%  studies 1/3  instances 12/27  144.0 KiB  1.1 MiB/s  running`.
 pub fn line(p: &JobProgress, state: &str, started: Instant) -> String {
+    let secs = started.elapsed().as_secs_f64().max(0.001);
+    let rate = bytes((p.bytes_done as f64 / secs) as u64);
+    format!("{}  {rate}/s  {state}", head(p))
+}
+
+/// The line up to the bytes done: what changes with progress, not with time.
+fn head(p: &JobProgress) -> String {
     const WIDTH: usize = 24;
     let filled = ((p.percent / 100.0) * WIDTH as f64).round() as usize;
     let bar: String = "#".repeat(filled.min(WIDTH)) + &"-".repeat(WIDTH - filled.min(WIDTH));
-    let secs = started.elapsed().as_secs_f64().max(0.001);
     let instances = match p.instances_total {
         Some(t) => format!("{}/{t}", p.instances_done),
         None => format!("{}/?", p.instances_done),
     };
     format!(
-        "[{bar}] {:5.1}%  studies {}/{}  instances {instances}  {}  {}/s  {state}",
+        "[{bar}] {:5.1}%  studies {}/{}  instances {instances}  {}",
         p.percent,
         p.studies_done,
         p.studies_total,
         bytes(p.bytes_done),
-        bytes((p.bytes_done as f64 / secs) as u64),
     )
 }
 
@@ -75,9 +80,7 @@ impl Bar {
     pub fn show(&mut self, p: &JobProgress, state: &str) {
         let text = line(p, state, self.started);
         // on a pipe, print only when something but the rate changed
-        let key = text
-            .rsplit_once("  ")
-            .map_or(text.clone(), |(a, _)| a.to_string());
+        let key = format!("{}  {state}", head(p));
         let mut out = std::io::stdout();
         if self.tty {
             let _ = write!(out, "\r\x1b[2K{text}");
@@ -108,10 +111,7 @@ pub fn summary(job: &JobView, started: Instant) -> String {
     let mut out = format!(
         "job {} {}{}: {}/{} studies, {}/{} instances, {} in {secs:.1} s ({}/s)",
         job.id,
-        serde_json::to_value(job.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
+        job.state.as_str(),
         if job.late { " (late)" } else { "" },
         p.studies_done,
         p.studies_total,
@@ -124,10 +124,7 @@ pub fn summary(job: &JobView, started: Instant) -> String {
         out.push_str(&format!("\n  {}", job.message));
     }
     for s in &job.studies {
-        let state = serde_json::to_value(s.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let state = s.state.as_str();
         out.push_str(&format!(
             "\n  {:<64} {:<12} {:<9} {:>5}/{:<5} {:>10}{}",
             s.study_uid,

@@ -142,12 +142,8 @@ async fn matches_modalities(
         .any(|m| spec.modalities.iter().any(|w| w.eq_ignore_ascii_case(m))))
 }
 
-fn key(tag: Tag) -> String {
-    format!("{:04X}{:04X}", tag.group(), tag.element())
-}
-
 fn values(row: &Map<String, Json>, tag: Tag) -> Vec<String> {
-    row.get(&key(tag))
+    row.get(&crate::dicom_json::tag_key(tag))
         .and_then(|v| v.get("Value"))
         .and_then(Json::as_array)
         .map(|a| {

@@ -180,7 +180,7 @@ impl Pull {
                 Finished::Partial(m) => m.clone(),
                 Finished::Failed(e) => e.to_string(),
             },
-            finished_at: crate::store::unix_now(),
+            finished_at: crate::clock::now(),
         };
         let index = Arc::clone(self.store.index());
         let saved = tokio::task::spawn_blocking(move || index.record_retrieval(&record)).await;

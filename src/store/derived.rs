@@ -60,7 +60,9 @@ impl Derived {
         let path = self.path(k);
         let dir = path.parent().unwrap_or(&self.dir).to_path_buf();
         tokio::fs::create_dir_all(&dir).await?;
-        let tmp = dir.join(format!(".{}.tmp", k.file_name()));
+        // one temporary file per writer: two prepares of a study may write the same frame
+        let unique = std::process::id() as u64 * 1_000_000 + super::disk::next_counter();
+        let tmp = dir.join(format!(".{}.{unique}.tmp", k.file_name()));
         tokio::fs::write(&tmp, bytes).await?;
         tokio::fs::rename(&tmp, &path).await
     }

@@ -241,8 +241,13 @@ impl Store {
         if self.disk.absolute(&rel) != path {
             return Err(StoreError::Invalid("file is not where its UIDs say".into()));
         }
-        self.index
-            .upsert(&indexed, &rel, bytes.len() as u64, &sha, unix_now())?;
+        self.index.upsert(
+            &indexed,
+            &rel,
+            bytes.len() as u64,
+            &sha,
+            crate::clock::now(),
+        )?;
         Ok(())
     }
 }
@@ -281,7 +286,9 @@ impl PendingInstance {
                 .map_err(StoreError::io("moving an instance into place"))?;
             let (size, sha) = (finished.len, finished.sha256.clone());
             finished.disarm();
-            let moved_from = store.index.upsert(&indexed, &rel, size, &sha, unix_now())?;
+            let moved_from = store
+                .index
+                .upsert(&indexed, &rel, size, &sha, crate::clock::now())?;
             if let Some(old) = moved_from {
                 let _ = std::fs::remove_file(store.disk.absolute(&old));
             }
@@ -340,11 +347,4 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

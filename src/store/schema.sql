@@ -71,6 +71,8 @@ CREATE TABLE IF NOT EXISTS instance (
 );
 CREATE INDEX IF NOT EXISTS instance_series ON instance(series_uid);
 CREATE INDEX IF NOT EXISTS instance_study ON instance(study_uid);
+-- Covers the cache size (sum of file_size) and per-study sizes without reading meta_json pages.
+CREATE INDEX IF NOT EXISTS instance_study_size ON instance(study_uid, file_size);
 
 -- Outcome of the last retrieve from a PACS per target ("study", "study/series" or
 -- "study/series/sop"), so data that arrived only in part is retrieved again when asked for.
