@@ -3,8 +3,8 @@
 //! `Retry-After: 1` rather than queued, and counted in `http_shed_total`), and request bodies
 //! of at most `http.max_request_body` bytes (`413`; only admin job creation takes a body).
 //! A permit is held until the response head is ready, not while a large body streams.
-//! Header size and count are hyper's defaults (HTTP/1.1: about 400 KiB of head and 100
-//! headers; HTTP/2: 16 KiB of header list), answered 431 or a connection error beyond.
+//! Header size and count, and the time to send a request head, are limited earlier, per
+//! connection (`web::server`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::{BoxError, ServiceBuilder};
 use tower_http::limit::RequestBodyLimitLayer;
 
@@ -39,7 +40,9 @@ where
             ))
             .layer(HandleErrorLayer::new(shed))
             .load_shed()
-            .concurrency_limit(max_concurrent),
+            // one semaphore for every route: `Router::layer` builds the layer per route, and a
+            // plain concurrency limit would give each route its own budget
+            .layer(GlobalConcurrencyLimitLayer::new(max_concurrent)),
     )
 }
 
@@ -110,5 +113,21 @@ mod tests {
         assert_eq!(small.status(), StatusCode::OK);
         let large = app.oneshot(post(4096)).await.unwrap();
         assert_eq!(large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    /// The limit is one budget for the whole router, not one per route.
+    #[tokio::test]
+    async fn the_limit_spans_every_route() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let metrics = Arc::new(Metrics::default());
+        let app = app(Arc::clone(&gate), metrics);
+        let slow = Request::get("/slow").body(Body::empty()).unwrap();
+        let first = tokio::spawn(app.clone().oneshot(slow));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let other = Request::post("/echo").body(Body::from("x")).unwrap();
+        let other = app.oneshot(other).await.unwrap();
+        assert_eq!(other.status(), StatusCode::SERVICE_UNAVAILABLE);
+        gate.add_permits(1);
+        let _ = first.await;
     }
 }
