@@ -81,8 +81,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .as_ref()
         .map(|(l, _)| local_addr(l, config.dimse.tls_listen.unwrap_or(config.dimse.listen)));
 
-    // The writer flushes after every batch; it is detached (it ends with the runtime).
-    let (audit, _audit_writer) = start_audit(&config, &metrics).await?;
+    let audit = start_audit(&config, &metrics).await?;
     let pull = Pull::new(&config, Arc::clone(&store), events.clone(), audit.clone())?;
     let jobs = Jobs::new(
         Arc::clone(&config),
@@ -244,14 +243,14 @@ fn warn_if_upstreams_not_allowed(config: &Config) {
     }
 }
 
-/// The audit trail's writer (none when `audit.enabled = false`).
+/// The audit trail (recording nothing when `audit.enabled = false`).
 async fn start_audit(
     config: &Config,
     metrics: &Arc<Metrics>,
-) -> Result<(crate::audit::Auditor, Option<JoinHandle<()>>), StartError> {
+) -> Result<crate::audit::Auditor, StartError> {
     let cfg = &config.audit;
     if !cfg.enabled {
-        return Ok((crate::audit::Auditor::off(Arc::clone(metrics)), None));
+        return Ok(crate::audit::Auditor::off(Arc::clone(metrics)));
     }
     let path = cfg
         .path
@@ -262,11 +261,9 @@ async fn start_audit(
         .as_ref()
         .map(|s| crate::audit::syslog::SyslogSink::start(s, Arc::clone(metrics)))
         .transpose()?;
-    let (auditor, writer) =
-        crate::audit::Auditor::start(&path, cfg.queue, syslog, Arc::clone(metrics))
-            .await
-            .map_err(|source| StartError::Audit { path, source })?;
-    Ok((auditor, Some(writer)))
+    crate::audit::Auditor::start(&path, cfg.queue, syslog, Arc::clone(metrics))
+        .await
+        .map_err(|source| StartError::Audit { path, source })
 }
 
 /// `auth.mode = "none"` must never go unnoticed.

@@ -382,18 +382,20 @@ pub struct UpstreamConfig {
 /// The CA bundle that verifies an upstream's certificate when it sets no `tls_ca`.
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
+/// The host of `host:port` (`10.0.0.5`, `pacs.example.jp`, `::1` from `[::1]:104`).
+pub fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 impl UpstreamConfig {
     /// The name the PACS's TLS certificate must be valid for: `tls_server_name`, else the
     /// host of `address` (`10.0.0.5`, `pacs.example.jp`, `::1` from `[::1]:104`).
     pub fn tls_server_name(&self) -> &str {
-        if let Some(name) = &self.tls_server_name {
-            return name;
+        match &self.tls_server_name {
+            Some(name) => name,
+            None => host_of(&self.address),
         }
-        let host = self
-            .address
-            .rsplit_once(':')
-            .map_or(self.address.as_str(), |(h, _)| h);
-        host.trim_start_matches('[').trim_end_matches(']')
     }
 
     /// TLS keys that only make sense together (checked by [`Config::validate`]).

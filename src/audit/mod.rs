@@ -205,13 +205,14 @@ impl Auditor {
         Auditor { tx: None, metrics }
     }
 
-    /// Start the writer on `path`; it ends when every `Auditor` is dropped.
+    /// Start the writer on `path` (detached; it flushes after every batch and ends when every
+    /// `Auditor` is dropped).
     pub async fn start(
         path: &Path,
         queue: usize,
         syslog: Option<syslog::SyslogSink>,
         metrics: Arc<Metrics>,
-    ) -> std::io::Result<(Auditor, tokio::task::JoinHandle<()>)> {
+    ) -> std::io::Result<Auditor> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir).await?;
         }
@@ -221,14 +222,11 @@ impl Auditor {
             .open(path)
             .await?;
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let writer = tokio::spawn(write_all(file, rx, syslog));
-        Ok((
-            Auditor {
-                tx: Some(tx),
-                metrics,
-            },
-            writer,
-        ))
+        tokio::spawn(write_all(file, rx, syslog));
+        Ok(Auditor {
+            tx: Some(tx),
+            metrics,
+        })
     }
 
     /// Queue a record; never waits.

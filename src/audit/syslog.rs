@@ -17,6 +17,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use crate::config::host_of;
 use crate::metrics::Metrics;
 use crate::web::tls::TlsError;
 
@@ -57,7 +58,7 @@ pub enum Transport {
 }
 
 fn default_ca() -> PathBuf {
-    PathBuf::from("/etc/ssl/certs/ca-certificates.crt")
+    PathBuf::from(crate::config::SYSTEM_CA_BUNDLE)
 }
 fn default_queue() -> usize {
     4096
@@ -166,12 +167,6 @@ fn server_name(config: &SyslogConfig) -> Result<ServerName<'static>, SyslogError
     };
     ServerName::try_from(host.clone())
         .map_err(|_| SyslogError::Config(format!("{host:?} is not a host name or IP address")))
-}
-
-/// "host:port" or "[v6]:port" → host.
-fn host_of(address: &str) -> &str {
-    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
-    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 fn local_hostname() -> String {

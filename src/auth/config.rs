@@ -64,7 +64,7 @@ impl Default for AuthConfig {
             issuer: None,
             audience: Vec::new(),
             jwks_url: None,
-            jwks_ca: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+            jwks_ca: PathBuf::from(crate::config::SYSTEM_CA_BUNDLE),
             jwks_ttl: Duration::from_secs(3600),
             jwks_min_refresh: Duration::from_secs(30),
             leeway: Duration::from_secs(60),

@@ -47,7 +47,12 @@ impl ImportTally {
     }
 
     pub fn refused(&mut self) {
-        self.refused += 1;
+        self.failed(1);
+    }
+
+    /// `n` instances that did not arrive (refused, or failed sub-operations).
+    pub fn failed(&mut self, n: u64) {
+        self.refused += n;
     }
 
     /// The Import record (outcome 4 when some instances were refused); `None` when the

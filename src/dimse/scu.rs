@@ -69,9 +69,8 @@ impl ScuError {
 
 /// Who an association is for: a viewer waiting now, or background work (prefetch) that
 /// yields to viewers. The flag turns a background request interactive (a viewer joined).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub enum Urgency {
-    #[default]
     Interactive,
     Background(Arc<AtomicBool>),
 }
@@ -239,11 +238,6 @@ impl Upstream {
         self.slot_freed.notify_waiters();
         slot.map_err(|_| self.timeout_error())?
             .map_err(|_| self.failed("association pool closed"))
-    }
-
-    /// Associations in use right now (for the scheduler and tests).
-    pub fn busy_slots(&self) -> usize {
-        self.config.max_associations - self.slots.available_permits()
     }
 
     /// [`Upstream::associate`] on behalf of `urgency`.

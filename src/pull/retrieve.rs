@@ -279,10 +279,13 @@ impl Pull {
                     progress,
                 )
                 .await;
-                let imported = tally
-                    .into_inner()
-                    .ok()
-                    .and_then(|t| t.record_via(&up.config.ae_title, &up.config.address, "C-GET"));
+                let imported = tally.into_inner().ok().and_then(|mut t| {
+                    // sub-operations that failed, ours (refused C-STOREs) or the PACS's
+                    if let Ok(o) = &outcome {
+                        t.failed(u64::from(o.counts.failed));
+                    }
+                    t.record_via(&up.config.ae_title, &up.config.address, "C-GET")
+                });
                 if let Some(record) = imported {
                     self.auditor.record(record);
                 }

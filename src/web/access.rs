@@ -3,7 +3,7 @@
 //! metadata, frames, bulk data, rendered, thumbnails) of such a study answers the same 404 as
 //! a study that is not there.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::extract::{Path, Request, State};
 use axum::middleware::Next;
@@ -126,7 +126,7 @@ pub async fn filter_rows(
     let mut studies: Vec<String> = rows.iter().filter_map(study_of).collect();
     studies.sort();
     studies.dedup();
-    let ok = allowed(state, scope, studies.clone()).await?;
+    let ok: HashSet<String> = allowed(state, scope, studies).await?.into_iter().collect();
     Ok(rows
         .into_iter()
         .filter(|r| study_of(r).is_some_and(|s| ok.contains(&s)))
@@ -155,11 +155,8 @@ pub async fn wado_guard(
     }
 }
 
-/// As `wado::Target::describe` words a missing resource.
+/// As WADO-RS words a missing resource.
 fn describe(params: &HashMap<String, String>) -> String {
-    match (params.get("series"), params.get("instance")) {
-        (_, Some(i)) => format!("instance {i}"),
-        (Some(s), None) => format!("series {s}"),
-        _ => format!("study {}", params.get("study").map_or("", |s| s.as_str())),
-    }
+    let get = |k: &str| params.get(k).map(String::as_str);
+    super::wado::describe_resource(get("study").unwrap_or(""), get("series"), get("instance"))
 }

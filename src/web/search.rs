@@ -140,19 +140,35 @@ async fn search(
 
 /// One page from the cache's index.
 async fn local_page(state: &AppState, query: QidoQuery, base: &str) -> Result<QidoRows, ApiError> {
-    let index = state.store.index().clone();
     let base = base.to_string();
-    tokio::task::spawn_blocking(move || {
-        index.read_with(|conn| qido::run_query(conn, &query, &base))
-    })
-    .await?
-    .map_err(|e| {
-        if e.is_client_error() {
-            ApiError::BadRequest(e.to_string())
-        } else {
-            ApiError::Internal(e.to_string())
-        }
-    })
+    on_index(state, move |conn| qido::run_query(conn, &query, &base)).await
+}
+
+/// One page's rows from the cache's index, without the count of further matches.
+async fn local_rows(
+    state: &AppState,
+    query: QidoQuery,
+    base: &str,
+) -> Result<Vec<Map<String, Value>>, ApiError> {
+    let base = base.to_string();
+    on_index(state, move |conn| qido::page_rows(conn, &query, &base)).await
+}
+
+/// Run a QIDO step on a pooled index connection, on the blocking pool.
+async fn on_index<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T, qido::QidoError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let index = state.store.index().clone();
+    tokio::task::spawn_blocking(move || index.read_with(f))
+        .await?
+        .map_err(|e| {
+            if e.is_client_error() {
+                ApiError::BadRequest(e.to_string())
+            } else {
+                ApiError::Internal(e.to_string())
+            }
+        })
 }
 
 /// The cache and every hospital PACS searched together, merged by UID, then paged.
@@ -214,32 +230,35 @@ async fn restricted(
 ) -> Result<(Vec<Map<String, Value>>, usize, Vec<String>), ApiError> {
     let (offset, limit, level) = (query.offset, query.limit, query.level);
     let study = query.scope.study_uid.clone();
+    // decided first: a rejected search reads nothing
+    let broad = match state.pull.enabled() {
+        true => Some(too_broad(state, &query)?),
+        false => None,
+    };
     let mut visible = Vec::new();
     let mut chunk = query.clone();
     chunk.offset = 0;
     chunk.limit = RESTRICTED_CHUNK;
     loop {
-        let page = local_page(state, chunk.clone(), base).await?;
-        let read = page.rows.len();
-        visible
-            .extend(super::access::filter_rows(state, scope, page.rows, study.as_deref()).await?);
-        if page.remaining == 0 || read == 0 {
+        let rows = local_rows(state, chunk.clone(), base).await?;
+        let read = rows.len();
+        visible.extend(super::access::filter_rows(state, scope, rows, study.as_deref()).await?);
+        if read < RESTRICTED_CHUNK {
             break;
         }
         chunk.offset += read;
     }
     let mut warnings = Vec::new();
-    if state.pull.enabled() {
-        match too_broad(state, &query)? {
-            Some(warning) => warnings.push(warning),
-            None => {
-                let remote = state.pull.search_upstreams(&query, base).await;
-                let rows =
-                    super::access::filter_rows(state, scope, remote.rows, study.as_deref()).await?;
-                visible = merge(level, visible, rows, &state.pull.our_ae);
-                warnings.extend(remote.warnings);
-            }
+    match broad {
+        Some(Some(warning)) => warnings.push(warning),
+        Some(None) => {
+            let remote = state.pull.search_upstreams(&query, base).await;
+            let rows =
+                super::access::filter_rows(state, scope, remote.rows, study.as_deref()).await?;
+            visible = merge(level, visible, rows, &state.pull.our_ae);
+            warnings.extend(remote.warnings);
         }
+        None => {}
     }
     let total = visible.len();
     let page: Vec<_> = visible.into_iter().skip(offset).take(limit).collect();

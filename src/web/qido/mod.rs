@@ -513,20 +513,12 @@ pub fn run_query(
     q: &QidoQuery,
     base_url: &str,
 ) -> Result<QidoRows, QidoError> {
-    let base_url = base_url.trim_end_matches('/');
-    let query = sql::build(q);
-    let mut out = Vec::new();
-    {
-        let mut stmt = conn.prepare_cached(&query.page.sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(query.page.params.iter()))?;
-        while let Some(row) = rows.next()? {
-            out.push(row::row_to_json(row, q, base_url)?);
-        }
-    }
+    let out = page_rows(conn, q, base_url)?;
     // A page shorter than the limit is the last one; only a full page needs the count.
     let remaining = if out.len() < q.limit {
         0
     } else {
+        let query = sql::build(q);
         let mut stmt = conn.prepare_cached(&query.count.sql)?;
         let total: i64 = stmt
             .query_row(rusqlite::params_from_iter(query.count.params.iter()), |r| {
@@ -540,4 +532,21 @@ pub fn run_query(
         rows: out,
         remaining,
     })
+}
+
+/// The rows of one page (`offset`, `limit`), without counting the matches beyond it.
+pub fn page_rows(
+    conn: &rusqlite::Connection,
+    q: &QidoQuery,
+    base_url: &str,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, QidoError> {
+    let base_url = base_url.trim_end_matches('/');
+    let query = sql::build(q);
+    let mut stmt = conn.prepare_cached(&query.page.sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(query.page.params.iter()))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(row::row_to_json(row, q, base_url)?);
+    }
+    Ok(out)
 }

@@ -74,11 +74,24 @@ impl Target {
     }
 
     fn describe(&self) -> String {
-        match (&self.series, &self.instance) {
-            (_, Some(i)) => format!("instance {i}"),
-            (Some(s), None) => format!("series {s}"),
-            _ => format!("study {}", self.study),
-        }
+        describe_resource(
+            &self.study,
+            self.series.as_deref(),
+            self.instance.as_deref(),
+        )
+    }
+}
+
+/// How a missing resource is named in a 404 ("instance 1.2.3 is not in the cache").
+pub(in crate::web) fn describe_resource(
+    study: &str,
+    series: Option<&str>,
+    instance: Option<&str>,
+) -> String {
+    match (series, instance) {
+        (_, Some(i)) => format!("instance {i}"),
+        (Some(s), None) => format!("series {s}"),
+        _ => format!("study {study}"),
     }
 }
 
