@@ -151,7 +151,8 @@ pub fn set_job_state(
     index.write(|c| {
         c.execute(
             "UPDATE job SET state = ?2, message = ?3, updated_at = ?4,
-                finished_at = coalesce(?5, finished_at) WHERE id = ?1",
+                finished_at = coalesce(?5, finished_at)
+             WHERE id = ?1 AND state IN ('resolving', 'queued')",
             params![id, state.as_str(), message, now, finished],
         )
         .map(drop)
@@ -168,23 +169,37 @@ pub fn set_job_message(index: &Index, id: i64, message: &str) -> rusqlite::Resul
     })
 }
 
-/// Record what resolution found and queue the job.
-pub fn add_studies(index: &Index, id: i64, found: &[Found], now: i64) -> rusqlite::Result<()> {
+/// Record what resolution found, pin those studies (holder `job:{id}`, until `pin_until`) and
+/// queue the job, all in one transaction; false (and nothing written) when the job is no
+/// longer resolving (cancelled meanwhile), so a cancelled job never leaves pins behind.
+pub fn add_studies(
+    index: &Index,
+    id: i64,
+    found: &[Found],
+    pin_until: Option<i64>,
+    now: i64,
+) -> rusqlite::Result<bool> {
     index.write(|c| {
         let tx = c.transaction()?;
+        let queued = tx.execute(
+            "UPDATE job SET state = 'queued', message = '', updated_at = ?2
+             WHERE id = ?1 AND state = 'resolving'",
+            params![id, now],
+        )?;
+        if queued == 0 {
+            return Ok(false);
+        }
+        let holder = super::holder(id);
         for f in found {
             tx.execute(
                 "INSERT OR IGNORE INTO job_study (job_id, study_uid, upstream, state, instances_total)
                  VALUES (?1, ?2, ?3, 'queued', ?4)",
                 params![id, f.study_uid, f.upstream, f.instances],
             )?;
+            crate::store::evict::pin_in(&tx, &f.study_uid, &holder, pin_until)?;
         }
-        tx.execute(
-            "UPDATE job SET state = 'queued', message = '', updated_at = ?2
-             WHERE id = ?1 AND state = 'resolving'",
-            params![id, now],
-        )?;
-        tx.commit()
+        tx.commit()?;
+        Ok(true)
     })
 }
 
@@ -212,18 +227,22 @@ pub fn ready(index: &Index, now: i64, limit: usize) -> rusqlite::Result<Vec<Read
     })
 }
 
+/// Move a queued study of a queued job to `state`; false when it is no longer queued (its
+/// job was cancelled meanwhile), so a cancelled study is never started.
 pub fn set_study_state(
     index: &Index,
     job_id: i64,
     study: &str,
     state: StudyState,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<bool> {
     index.write(|c| {
-        c.execute(
-            "UPDATE job_study SET state = ?3 WHERE job_id = ?1 AND study_uid = ?2",
+        let n = c.execute(
+            "UPDATE job_study SET state = ?3
+             WHERE job_id = ?1 AND study_uid = ?2 AND state = 'queued'
+               AND EXISTS (SELECT 1 FROM job WHERE id = ?1 AND state = 'queued')",
             params![job_id, study, state.as_str()],
-        )
-        .map(drop)
+        )?;
+        Ok(n > 0)
     })
 }
 
@@ -359,7 +378,7 @@ mod tests {
             (soon_high, "3"),
             (undated, "4"),
         ] {
-            add_studies(&index, id, &[f(s)], 1).unwrap();
+            add_studies(&index, id, &[f(s)], None, 1).unwrap();
         }
         let order: Vec<String> = ready(&index, 10, 10)
             .unwrap()

@@ -210,7 +210,11 @@ impl Scheduler {
     async fn start(&mut self, r: Ready) -> Result<(), JobError> {
         let index = Arc::clone(self.jobs.store.index());
         let (id, study) = (r.job_id, r.study_uid.clone());
-        blocking(move || db::set_study_state(&index, id, &study, StudyState::Running)).await?;
+        let started =
+            blocking(move || db::set_study_state(&index, id, &study, StudyState::Running)).await?;
+        if !started {
+            return Ok(()); // its job was cancelled meanwhile
+        }
         if let Some(lane) = self.lanes.get_mut(&r.upstream) {
             lane.running += 1;
         }
@@ -249,21 +253,14 @@ impl Scheduler {
         let Some(job) = blocking(move || db::job(&index, id)).await? else {
             return Ok(());
         };
-        if job.state != JobState::Resolving {
-            return Ok(()); // cancelled meanwhile
-        }
         let until = job
             .due
             .map(|d| d + self.jobs.config.store.pin_retention.as_secs() as i64);
-        for f in &found {
-            self.jobs
-                .store
-                .pin(&f.study_uid, &holder(id), until)
-                .await?;
-        }
-        tracing::info!(job = id, studies = found.len(), "prefetch job resolved");
+        let studies = found.len();
         let index = Arc::clone(self.jobs.store.index());
-        blocking(move || db::add_studies(&index, id, &found, now)).await?;
+        if blocking(move || db::add_studies(&index, id, &found, until, now)).await? {
+            tracing::info!(job = id, studies, "prefetch job resolved");
+        }
         Ok(())
     }
 

@@ -137,21 +137,6 @@ impl Store {
         blocking(move || index.record_access(&batch)).await
     }
 
-    /// Pin `study` for `holder` until `until` (unix s; None: until released).
-    pub async fn pin(
-        &self,
-        study: &str,
-        holder: &str,
-        until: Option<i64>,
-    ) -> Result<(), StoreError> {
-        let (index, s, h) = (
-            Arc::clone(self.index()),
-            study.to_string(),
-            holder.to_string(),
-        );
-        blocking(move || index.pin(&s, &h, until)).await
-    }
-
     /// Set the end of every pin of `holder` (None: release them now).
     pub async fn repin_holder(&self, holder: &str, until: Option<i64>) -> Result<(), StoreError> {
         let (index, h) = (Arc::clone(self.index()), holder.to_string());
@@ -335,15 +320,9 @@ impl Index {
         })
     }
 
+    #[cfg(test)]
     fn pin(&self, study: &str, holder: &str, until: Option<i64>) -> rusqlite::Result<()> {
-        self.write(|c| {
-            c.execute(
-                "INSERT INTO pin (study_uid, holder, until) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(study_uid, holder) DO UPDATE SET until = excluded.until",
-                params![study, holder, until],
-            )
-            .map(drop)
-        })
+        self.write(|c| pin_in(c, study, holder, until))
     }
 
     fn repin_holder(&self, holder: &str, until: Option<i64>) -> rusqlite::Result<()> {
@@ -475,6 +454,22 @@ impl Index {
             })
         })
     }
+}
+
+/// Pin `study` for `holder` until `until` (unix s; None: until released), within the caller's
+/// transaction (prefetch jobs pin their studies as they queue them).
+pub(crate) fn pin_in(
+    c: &rusqlite::Connection,
+    study: &str,
+    holder: &str,
+    until: Option<i64>,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO pin (study_uid, holder, until) VALUES (?1, ?2, ?3)
+         ON CONFLICT(study_uid, holder) DO UPDATE SET until = excluded.until",
+        params![study, holder, until],
+    )
+    .map(drop)
 }
 
 #[cfg(test)]
