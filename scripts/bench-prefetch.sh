@@ -17,7 +17,8 @@ if [ -z "$BIN" ]; then
   if [ -x target/release/tsunagi ]; then BIN=target/release/tsunagi; else BIN=target/debug/tsunagi; fi
 fi
 [ -x "$BIN" ] || { echo "build tsunagi first (cargo build [--release])" >&2; exit 2; }
-for t in dcmqrscp dcmqridx dcmodify movescu storescp echoscu python3; do
+BIN_ABS=$(realpath "$BIN")
+for t in dcmqrscp dcmqridx dcmodify movescu storescp echoscu python3 curl; do
   command -v $t >/dev/null || { echo "missing $t" >&2; exit 2; }
 done
 
@@ -94,7 +95,8 @@ name = "hospital-a"
 ae_title = "HOSPA"
 address = "127.0.0.1:$QR"
 CFG
-(cd "$W/gw" && RUST_LOG=warn "$OLDPWD/$BIN" serve >"$W/gw/log" 2>&1) &
+# exec: $! is the gateway itself, so cleanup stops it (not just a subshell)
+(cd "$W/gw" && RUST_LOG=warn exec "$BIN_ABS" serve >"$W/gw/log" 2>&1) &
 PIDS+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$GW_HTTP/healthz" >/dev/null && break; sleep 0.2; done
 T2=$(now)

@@ -20,18 +20,7 @@ async fn get_as(url: &str, key: Option<&str>) -> u16 {
 }
 
 fn records(path: &std::path::Path, want: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("each line is one JSON record"))
-            .collect();
-        if lines.len() >= want || Instant::now() > deadline {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    audit_records(path, |r| r.len() >= want)
 }
 
 #[tokio::test]

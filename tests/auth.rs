@@ -283,10 +283,11 @@ async fn tokens_roles_and_keys() {
 
 #[test]
 fn oidc_without_issuer_is_a_config_error() {
+    let empty = tempfile::tempdir().unwrap(); // no ./proxy.toml there
     let out = Command::new(env!("CARGO_BIN_EXE_tsunagi"))
         .arg("config")
         .env("TSUNAGI_AUTH__MODE", "oidc")
-        .current_dir(std::env::temp_dir())
+        .current_dir(empty.path())
         .output()
         .expect("run tsunagi");
     assert!(!out.status.success());

@@ -9,7 +9,6 @@ mod common;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::pki::Pki;
 use common::*;
@@ -32,21 +31,6 @@ fn run(tool: &Path, args: &[&str], addr: SocketAddr, files: &[PathBuf]) -> (bool
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
-}
-
-fn audit_records(path: &Path, want: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("one JSON record per line"))
-            .collect();
-        if want(&lines) || Instant::now() > deadline {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn event(r: &Value) -> &str {

@@ -88,8 +88,7 @@ fn gateway_with_two_studies(
         ("TSUNAGI_AUTH__API_KEY", keys),
         ("TSUNAGI_JOBS__ENABLED", "false"),
     ];
-    std::fs::write(tmp.path().join("proxy.toml"), toml).unwrap();
-    let mut gw = Gateway::start_in(&tmp.path().join("cache"), &env);
+    let mut gw = Gateway::start_with_config_in(&tmp.path().join("cache"), toml, &env);
     gw.hold(tmp);
     for f in files {
         let (ok, text) = storescu(storescu_bin, gw.dimse, "-xs", std::slice::from_ref(f));

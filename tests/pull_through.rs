@@ -196,22 +196,15 @@ async fn cold_study_reads_pull_from_each_hospital_byte_for_byte() {
 
     // the C-GET is an import in the audit trail, as a C-STORE pushed to us is
     let study_b = pacs_uid("hospb/jp-0001/", "study_uid");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let import = loop {
-        let trail = std::fs::read_to_string(net.gw.dir.join("audit.jsonl")).unwrap_or_default();
-        let found = trail
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|r| r["EventID"]["csd-code"] == "110107" && r["Request"] == "C-GET");
-        if let Some(r) = found {
-            break r;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no Import record for the C-GET: {trail}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let is_cget_import =
+        |r: &Value| r["EventID"]["csd-code"] == "110107" && r["Request"] == "C-GET";
+    let trail = audit_records(&net.gw.dir.join("audit.jsonl"), |r| {
+        r.iter().any(is_cget_import)
+    });
+    let import = trail
+        .iter()
+        .find(|r| is_cget_import(r))
+        .unwrap_or_else(|| panic!("no Import record for the C-GET: {trail:?}"));
     assert_eq!(import["ActiveParticipant"]["UserID"], "HOSPB", "{import}");
     assert_eq!(import["EventOutcomeIndicator"], 0, "{import}");
     assert_eq!(

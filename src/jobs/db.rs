@@ -349,11 +349,6 @@ pub fn cancel(index: &Index, id: i64, now: i64) -> rusqlite::Result<bool> {
     })
 }
 
-/// Is the job still wanted (not cancelled or ended)?
-pub fn is_active(index: &Index, id: i64) -> rusqlite::Result<bool> {
-    Ok(job(index, id)?.is_some_and(|j| !j.state.is_final()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,7 @@ use crate::auth::referral::{self, Patient};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pull::Pull;
+use crate::store::evict::blocking;
 use crate::store::{Store, StoreError};
 pub use model::{
     InvalidJob, JobProgress, JobSpec, JobState, JobView, NewJob, StudyState, StudyView,
@@ -227,13 +228,4 @@ fn study_view(s: db::StudyRow, offset: i32) -> StudyView {
         next_try: waiting.then(|| crate::clock::format_datetime(s.next_try_at, offset)),
         error: s.error,
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> rusqlite::Result<T> + Send + 'static,
-) -> Result<T, JobError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| JobError::Store(StoreError::Task(e.to_string())))?
-        .map_err(JobError::from)
 }

@@ -56,7 +56,6 @@ struct Lane {
 struct Scheduler {
     jobs: Arc<Jobs>,
     lanes: HashMap<String, Lane>,
-    running: HashSet<(i64, String)>,
     resolving: HashSet<i64>,
     /// Failed resolutions: job → (attempts, not before).
     resolve_retry: HashMap<i64, (u32, i64)>,
@@ -115,7 +114,6 @@ impl Scheduler {
         Scheduler {
             jobs,
             lanes,
-            running: HashSet::new(),
             resolving: HashSet::new(),
             resolve_retry: HashMap::new(),
             late_noted: HashSet::new(),
@@ -134,9 +132,6 @@ impl Scheduler {
         let index = Arc::clone(self.jobs.store.index());
         let ready = blocking(move || db::ready(&index, now, 500)).await?;
         for r in ready {
-            if self.running.contains(&(r.job_id, r.study_uid.clone())) {
-                continue;
-            }
             match self.gate(&r, now) {
                 Ok(()) => self.start(r).await?,
                 Err(note) => {
@@ -218,7 +213,6 @@ impl Scheduler {
         if let Some(lane) = self.lanes.get_mut(&r.upstream) {
             lane.running += 1;
         }
-        self.running.insert((r.job_id, r.study_uid.clone()));
         self.jobs.pull.note_location(&r.study_uid, &r.upstream);
         tracing::info!(job = r.job_id, study = %r.study_uid, upstream = %r.upstream, attempt = r.attempts + 1, "prefetch study started");
         let jobs = Arc::clone(&self.jobs);
@@ -284,7 +278,6 @@ impl Scheduler {
 
     async fn study_done(&mut self, s: StudyReport) -> Result<(), JobError> {
         let r = &s.ready;
-        self.running.remove(&(r.job_id, r.study_uid.clone()));
         if let Some(lane) = self.lanes.get_mut(&r.upstream) {
             lane.running = lane.running.saturating_sub(1);
             if let Some(rate) = lane.rate {

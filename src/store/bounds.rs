@@ -265,20 +265,14 @@ mod tests {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
     }
 
-    /// Our File Meta group naming `ts`, then `data_set` (as the fuzz target builds files).
+    /// The store's File Meta header naming `ts`, then `data_set` (as the fuzz target builds files).
     fn part10(ts: &str, data_set: &[u8]) -> Vec<u8> {
-        let mut ts = ts.as_bytes().to_vec();
-        if ts.len() % 2 == 1 {
-            ts.push(0);
-        }
-        let mut meta = vec![0x02, 0x00, 0x10, 0x00, b'U', b'I'];
-        meta.extend_from_slice(&(ts.len() as u16).to_le_bytes());
-        meta.extend_from_slice(&ts);
-        let mut out = vec![0u8; 128];
-        out.extend_from_slice(b"DICM");
-        out.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
-        out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
-        out.extend_from_slice(&meta);
+        let mut out = crate::store::disk::part10_header(&crate::store::disk::FileMeta {
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.7".into(),
+            sop_instance_uid: "1.2.3.4".into(),
+            transfer_syntax_uid: ts.into(),
+            source_ae_title: String::new(),
+        });
         out.extend_from_slice(data_set);
         out
     }
@@ -328,13 +322,22 @@ mod tests {
     /// Inputs the `dataset` fuzz target found allocating over 1 GiB in dicom-parser.
     #[test]
     fn fuzz_regressions_are_refused_cheaply() {
+        // as in fuzz/fuzz_targets/dataset.rs: the first byte selects the syntax
+        const SYNTAXES: [&str; 4] = [
+            "1.2.840.10008.1.2.1",
+            "1.2.840.10008.1.2",
+            "1.2.840.10008.1.2.4.90",
+            "1.2.840.10008.1.2.1.99",
+        ];
         for name in [
             "dataset-declared-length-1.bin",
             "dataset-declared-length-2.bin",
+            "dataset-unknown-vr.bin",
+            "dataset-deflated.bin",
         ] {
             let raw = std::fs::read(root().join("tests/fuzz-regressions").join(name)).unwrap();
-            // the fuzz target: first byte selects the syntax (0: Explicit VR LE), rest is the data set
-            let bytes = part10("1.2.840.10008.1.2.1", &raw[1..]);
+            let ts = SYNTAXES[usize::from(raw[0]) % SYNTAXES.len()];
+            let bytes = part10(ts, &raw[1..]);
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("f.dcm");
             std::fs::write(&path, bytes).unwrap();

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 use serde::Serialize;
 
 use super::index::Index;
@@ -122,11 +122,6 @@ impl Store {
         self.leases.take(study)
     }
 
-    /// Wake the eviction task (after arrivals).
-    pub fn arrivals(&self) -> &tokio::sync::Notify {
-        &self.arrived
-    }
-
     /// Write the batched last accesses to the index.
     pub async fn flush_access(&self) -> Result<(), StoreError> {
         let batch = self.access.drain();
@@ -160,8 +155,8 @@ impl Store {
         let mut removed = Vec::new();
         while size > max_size {
             let index = Arc::clone(self.index());
-            let quiet = crate::clock::now() - QUIET_SECS;
             let now = crate::clock::now();
+            let quiet = now - QUIET_SECS;
             let candidates = blocking(move || index.eviction_candidates(now, quiet, 64)).await?;
             let mut progressed = false;
             for study in candidates {
@@ -293,7 +288,8 @@ fn remove_files(paths: &[PathBuf], root: &std::path::Path) {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+/// Run an index operation on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> rusqlite::Result<T> + Send + 'static,
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f)
@@ -419,12 +415,8 @@ impl Index {
 
     fn cache_stats(&self, now: i64) -> rusqlite::Result<CacheStats> {
         let (studies, series, instances) = self.counts()?;
+        let size_bytes = self.total_size()?;
         self.read(|c| {
-            let size_bytes = c.query_row(
-                "SELECT coalesce(sum(file_size), 0) FROM instance",
-                [],
-                |r| r.get(0),
-            )?;
             let (pinned_studies, pinned_bytes) = c.query_row(
                 "WITH p AS (SELECT DISTINCT study_uid FROM pin WHERE until IS NULL OR until > ?1)
                  SELECT (SELECT count(*) FROM p JOIN study s ON s.study_uid = p.study_uid),
@@ -433,15 +425,13 @@ impl Index {
                 [now],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            let oldest_access_ms = c
-                .query_row(
-                    "SELECT min(coalesce(a.last_access, s.updated_at * 1000)) FROM study s
-                     LEFT JOIN study_access a ON a.study_uid = s.study_uid",
-                    [],
-                    |r| r.get::<_, Option<i64>>(0),
-                )
-                .optional()?
-                .flatten();
+            // an aggregate: always one row, NULL for an empty cache
+            let oldest_access_ms = c.query_row(
+                "SELECT min(coalesce(a.last_access, s.updated_at * 1000)) FROM study s
+                 LEFT JOIN study_access a ON a.study_uid = s.study_uid",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )?;
             Ok(CacheStats {
                 size_bytes,
                 max_size_bytes: 0,

@@ -395,3 +395,21 @@ pub fn run_interop_script(script: &str, gw: &Gateway, limit: Duration) {
         None => panic!("{script} still running after {limit:?}; killed:\n{text}"),
     }
 }
+
+/// The audit trail's records once `want` holds for them (or after 10 s). The writer may be
+/// mid-line while we read: only complete lines count.
+pub fn audit_records(path: &Path, want: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        let records: Vec<Value> = complete
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is one JSON record"))
+            .collect();
+        if want(&records) || std::time::Instant::now() > deadline {
+            return records;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
