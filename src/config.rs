@@ -614,9 +614,7 @@ impl Config {
                 )));
             }
             for source in &f.upstreams {
-                let known = source == crate::auth::access::LOCAL
-                    || self.upstreams.iter().any(|u| &u.name == source);
-                if !known {
+                if !self.is_source(source) {
                     return Err(ConfigError::Invalid(format!(
                         "facility {:?}: {source:?} is neither an [[upstream]] name nor \"local\"",
                         f.name
@@ -625,6 +623,11 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Is `name` a source of studies: an `[[upstream]]` name, or `"local"` (pushed to us)?
+    pub fn is_source(&self, name: &str) -> bool {
+        name == crate::auth::access::LOCAL || self.upstreams.iter().any(|u| u.name == name)
     }
 
     /// The AE title a given upstream should C-MOVE to.

@@ -87,7 +87,7 @@ impl JobSpec {
             .into_iter()
             .flatten()
         {
-            if v.len() > 64 || v.contains(['\\', '*', '?']) || v.chars().any(char::is_control) {
+            if !is_plain_identifier(v) {
                 return bad(format!(
                     "{v:?} is not a plain identifier (no wildcards, at most 64 characters)"
                 ));
@@ -135,6 +135,12 @@ impl JobSpec {
             self.upstreams.clone()
         }
     }
+}
+
+/// A patient ID, issuer or accession number as a job or referral names one: at most 64
+/// characters, no wildcards or backslash, no control characters.
+pub fn is_plain_identifier(v: &str) -> bool {
+    v.len() <= 64 && !v.contains(['\\', '*', '?']) && !v.chars().any(char::is_control)
 }
 
 fn trim_opt(v: &mut Option<String>) {

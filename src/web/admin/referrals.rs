@@ -64,12 +64,7 @@ fn validate(state: &AppState, new: NewReferral, now: i64) -> Result<Draft, ApiEr
     let Some(rule) = config.facilities.iter().find(|f| f.name == new.facility) else {
         return bad(format!("no [[facility]] is named {:?}", new.facility));
     };
-    let plain = |v: &str| {
-        !v.is_empty()
-            && v.len() <= 64
-            && !v.contains(['\\', '*', '?'])
-            && !v.chars().any(char::is_control)
-    };
+    let plain = |v: &str| !v.is_empty() && crate::jobs::model::is_plain_identifier(v);
     let issuer = new.issuer.unwrap_or_default().trim().to_string();
     let id = new.patient_id.trim().to_string();
     if !plain(&id) || !(issuer.is_empty() || plain(&issuer)) {
@@ -79,10 +74,7 @@ fn validate(state: &AppState, new: NewReferral, now: i64) -> Result<Draft, ApiEr
         );
     }
     let upstream = new.upstream.unwrap_or_default();
-    let known = upstream.is_empty()
-        || upstream == crate::auth::access::LOCAL
-        || config.upstreams.iter().any(|u| u.name == upstream);
-    if !known {
+    if !(upstream.is_empty() || config.is_source(&upstream)) {
         return bad(format!(
             "{upstream:?} is neither an [[upstream]] name nor \"local\""
         ));
