@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use libfuzzer_sys::fuzz_target;
-use tsunagi::store::{ingest, layout};
+use tsunagi::store::{disk, ingest, layout};
 
 fn scratch() -> PathBuf {
     let dir = if std::path::Path::new("/dev/shm").is_dir() {
@@ -21,26 +21,12 @@ fn scratch() -> PathBuf {
 
 /// Preamble, DICM and a File Meta group naming `ts`, as the store writes it.
 fn part10(ts: &str, data_set: &[u8]) -> Vec<u8> {
-    let mut ts = ts.as_bytes().to_vec();
-    if ts.len() % 2 == 1 {
-        ts.push(0);
-    }
-    let mut meta = Vec::new();
-    let mut element = |group: u16, elem: u16, vr: &[u8; 2], value: &[u8]| {
-        meta.extend_from_slice(&group.to_le_bytes());
-        meta.extend_from_slice(&elem.to_le_bytes());
-        meta.extend_from_slice(vr);
-        meta.extend_from_slice(&(value.len() as u16).to_le_bytes());
-        meta.extend_from_slice(value);
-    };
-    element(0x0002, 0x0002, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
-    element(0x0002, 0x0003, b"UI", b"1.2.3.4\0");
-    element(0x0002, 0x0010, b"UI", &ts);
-    let mut out = vec![0u8; 128];
-    out.extend_from_slice(b"DICM");
-    out.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
-    out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
-    out.extend_from_slice(&meta);
+    let mut out = disk::part10_header(&disk::FileMeta {
+        sop_class_uid: "1.2.840.10008.5.1.4.1.1.7".into(),
+        sop_instance_uid: "1.2.3.4".into(),
+        transfer_syntax_uid: ts.into(),
+        source_ae_title: String::new(),
+    });
     out.extend_from_slice(data_set);
     out
 }
