@@ -19,7 +19,7 @@ use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
 use dicom_core::Tag;
 use dicom_dictionary_std::StandardDataDictionary;
 
-use super::layout::data_set_start;
+use super::layout::{data_set_start, has_long_length, has_short_length};
 
 const UNDEFINED: u32 = u32::MAX;
 const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
@@ -167,39 +167,14 @@ impl<R: Read + Seek> Walk<R> {
         }
         let mut vr = [0u8; 2];
         self.read(&mut vr)?;
-        // as dicom-encoding reads it: the VRs below have a 16-bit length, every other one
-        // (unknown VRs included, read as UN) two reserved bytes and a 32-bit length
-        let short = matches!(
-            &vr,
-            b"AE"
-                | b"AS"
-                | b"AT"
-                | b"CS"
-                | b"DA"
-                | b"DS"
-                | b"DT"
-                | b"FL"
-                | b"FD"
-                | b"IS"
-                | b"LO"
-                | b"LT"
-                | b"PN"
-                | b"SH"
-                | b"SL"
-                | b"SS"
-                | b"ST"
-                | b"TM"
-                | b"UI"
-                | b"UL"
-                | b"US"
-        );
+        let short = has_short_length(&vr);
         let len = if short {
             u32::from(self.u16()?)
         } else {
             self.u16()?;
             self.u32()?
         };
-        let known = short || super::layout::has_long_length(&vr);
+        let known = short || has_long_length(&vr);
         let vr = if known { vr } else { *b"UN" };
         Ok((vr, len))
     }

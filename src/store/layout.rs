@@ -166,11 +166,11 @@ impl<R: Read + Seek> Walker<R> {
         let mut vr = [0u8; 2];
         self.r.read_exact(&mut vr)?;
         self.pos += 2;
-        let len = if has_long_length(&vr) {
+        let len = if has_short_length(&vr) {
+            u32::from(self.read_u16()?)
+        } else {
             self.skip(2)?;
             self.read_u32()?
-        } else {
-            u32::from(self.read_u16()?)
         };
         Ok(Some(Header { tag, vr, len }))
     }
@@ -363,8 +363,37 @@ pub fn read_ranges(path: &Path, ranges: &[Range]) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Explicit VRs whose header has 2 reserved bytes and a 32-bit length (PS3.5 7.1.2).
-pub fn has_long_length(vr: &[u8; 2]) -> bool {
+/// Explicit VRs whose header has a 16-bit length (PS3.5 7.1.2). Every other VR, unknown ones
+/// included (read as UN, as dicom-encoding does), has 2 reserved bytes and a 32-bit length.
+pub(crate) fn has_short_length(vr: &[u8; 2]) -> bool {
+    matches!(
+        vr,
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SS"
+            | b"ST"
+            | b"TM"
+            | b"UI"
+            | b"UL"
+            | b"US"
+    )
+}
+
+/// Explicit VRs of the standard whose header has 2 reserved bytes and a 32-bit length.
+pub(crate) fn has_long_length(vr: &[u8; 2]) -> bool {
     matches!(
         vr,
         b"OB"
