@@ -159,6 +159,22 @@ pub fn set_job_state(
     })
 }
 
+/// Set the message of several jobs in one transaction (the scheduler's notes of each tick);
+/// unchanged messages are not rewritten.
+pub fn set_job_messages(index: &Index, messages: &[(i64, String)]) -> rusqlite::Result<()> {
+    index.write(|c| {
+        let tx = c.transaction()?;
+        {
+            let mut st =
+                tx.prepare_cached("UPDATE job SET message = ?2 WHERE id = ?1 AND message != ?2")?;
+            for (id, message) in messages {
+                st.execute(params![id, message])?;
+            }
+        }
+        tx.commit()
+    })
+}
+
 pub fn set_job_message(index: &Index, id: i64, message: &str) -> rusqlite::Result<bool> {
     index.write(|c| {
         let n = c.execute(

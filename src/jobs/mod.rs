@@ -144,14 +144,21 @@ impl Jobs {
         limit: usize,
     ) -> Result<Vec<JobView>, JobError> {
         let index = Arc::clone(self.store.index());
-        let rows = blocking(move || db::jobs(&index, state, limit)).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut v = self.view_of(row).await?;
-            v.studies.clear();
-            out.push(v);
-        }
-        Ok(out)
+        let rows = blocking(move || {
+            let jobs = db::jobs(&index, state, limit)?;
+            jobs.into_iter()
+                .map(|j| db::studies(&index, j.id).map(|s| (j, s)))
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(job, studies)| {
+                let mut v = self.make_view(job, studies);
+                v.studies.clear();
+                v
+            })
+            .collect())
     }
 
     /// One job with its studies.
@@ -178,7 +185,12 @@ impl Jobs {
     async fn view_of(&self, row: db::JobRow) -> Result<JobView, JobError> {
         let index = Arc::clone(self.store.index());
         let id = row.id;
-        let rows = blocking(move || db::studies(&index, id)).await?;
+        let studies = blocking(move || db::studies(&index, id)).await?;
+        Ok(self.make_view(row, studies))
+    }
+
+    /// A job as the admin API shows it: its row, its studies and the progress they add up to.
+    fn make_view(&self, row: db::JobRow, rows: Vec<db::StudyRow>) -> JobView {
         let offset = self.config.jobs.utc_offset;
         let fmt = |t: i64| crate::clock::format_datetime(t, offset);
         let studies: Vec<StudyView> = rows.into_iter().map(|s| study_view(s, offset)).collect();
@@ -188,7 +200,7 @@ impl Jobs {
             Some(f) => row.state == JobState::Done && f > due,
             None => now > due,
         });
-        Ok(JobView {
+        JobView {
             id: row.id,
             state: row.state,
             late,
@@ -200,7 +212,7 @@ impl Jobs {
             finished: row.finished_at.map(fmt),
             progress,
             studies,
-        })
+        }
     }
 }
 

@@ -373,6 +373,7 @@ impl Scheduler {
     ) -> Result<(), JobError> {
         let index = Arc::clone(self.jobs.store.index());
         let active = blocking(move || db::jobs(&index, Some(JobState::Queued), 1000)).await?;
+        let mut messages = Vec::with_capacity(active.len());
         for job in active {
             let mut list = notes.remove(&job.id).unwrap_or_default();
             if job.due.is_some_and(|due| now > due) {
@@ -382,10 +383,10 @@ impl Scheduler {
                     tracing::warn!(job = job.id, "prefetch job missed its due time");
                 }
             }
-            let message = list.join("; ");
-            let index = Arc::clone(self.jobs.store.index());
-            blocking(move || db::set_job_message(&index, job.id, &message)).await?;
+            messages.push((job.id, list.join("; ")));
         }
+        let index = Arc::clone(self.jobs.store.index());
+        blocking(move || db::set_job_messages(&index, &messages)).await?;
         Ok(())
     }
 }
