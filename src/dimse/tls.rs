@@ -11,40 +11,18 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::server::WebPkiClientVerifier;
-use rustls::RootCertStore;
-
 use crate::config::{UpstreamConfig, SYSTEM_CA_BUNDLE};
-use crate::web::tls::{load_chain, load_key, TlsError};
+use crate::web::tls::TlsError;
 
-/// The server configuration of the DICOM TLS listener.
+/// The server configuration of the DICOM TLS listener (no ALPN).
 pub fn server_config(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let (chain, key) = (load_chain(cert)?, load_key(key)?);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()?;
-    let config = match client_ca {
-        None => builder.with_no_client_auth().with_single_cert(chain, key)?,
-        Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for c in load_chain(ca)? {
-                roots
-                    .add(c)
-                    .map_err(|e| TlsError::ClientCa(format!("{}: {e}", ca.display())))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| TlsError::ClientCa(e.to_string()))?;
-            builder
-                .with_client_cert_verifier(verifier)
-                .with_single_cert(chain, key)?
-        }
-    };
-    Ok(Arc::new(config))
+    Ok(Arc::new(crate::web::tls::server_config_for(
+        cert, key, client_ca,
+    )?))
 }
 
 /// A TLS upstream's files could not be used (reported at start-up).

@@ -22,16 +22,46 @@ pub enum TlsError {
     ServerCa { path: PathBuf, message: String },
 }
 
-/// The server TLS configuration from PEM files (chain: leaf first; key: PKCS#8, PKCS#1 or SEC1).
+/// The HTTPS configuration from PEM files (chain: leaf first; key: PKCS#8, PKCS#1 or SEC1),
+/// offering HTTP/2 then HTTP/1.1 by ALPN.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let (chain, key) = (load_chain(cert)?, load_key(key)?);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+    let mut config = server_config_for(cert, key, None)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// A server TLS configuration (TLS 1.2/1.3, ring) from PEM files; with `client_ca`, clients
+/// must present a certificate issued by one of those CAs (mutual TLS).
+pub fn server_config_for(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let (chain, key) = (load_chain(cert)?, load_key(key)?);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()?;
+    let config = match client_ca {
+        None => builder.with_no_client_auth().with_single_cert(chain, key)?,
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in load_chain(ca)? {
+                roots
+                    .add(c)
+                    .map_err(|e| TlsError::ClientCa(format!("{}: {e}", ca.display())))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| TlsError::ClientCa(e.to_string()))?;
+            builder
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(chain, key)?
+        }
+    };
+    Ok(config)
 }
 
 /// Certificates from a PEM file (at least one).
