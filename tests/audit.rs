@@ -25,14 +25,12 @@ fn records(path: &std::path::Path, want: usize) -> Vec<Value> {
 
 #[tokio::test]
 async fn one_record_per_access() {
-    let tmp = tempfile::tempdir().unwrap();
     let keys = format!("[{{name = \"svc-viewer\", key = \"{KEY}\", roles = [\"tsunagi-admin\"]}}]");
     let env = [
         ("TSUNAGI_AUTH__MODE", "api-key"),
         ("TSUNAGI_AUTH__API_KEY", keys.as_str()),
     ];
-    let mut gw = Gateway::start_in(&tmp.path().join("cache"), &env);
-    gw.hold(tmp);
+    let gw = Gateway::start_with_env(&env);
     let base = gw.base();
     let missing = "1.2.392.200036.9999.1";
     let asks = [
@@ -196,8 +194,7 @@ async fn records_reach_rsyslog_over_tls() {
         ("TSUNAGI_AUDIT__SYSLOG__CA", ca.as_str()),
         ("TSUNAGI_AUDIT__SYSLOG__HOSTNAME", "gw-test"),
     ];
-    let cache = tempfile::tempdir().unwrap();
-    let gw = Gateway::start_in(&cache.path().join("cache"), &env);
+    let gw = Gateway::start_with_env(&env);
     let base = gw.base();
     assert_eq!(
         get_as(&format!("{base}/studies?PatientID=X"), Some(KEY)).await,

@@ -79,7 +79,6 @@ async fn jwks_server(keys: Arc<Mutex<Vec<Value>>>) -> String {
 }
 
 fn gateway(jwks_url: &str) -> Gateway {
-    let tmp = tempfile::tempdir().unwrap();
     let api_keys = format!(
         "[{{name = \"ops-cli\", key = \"{ADMIN_KEY}\", roles = [\"tsunagi-admin\"]}}, \
          {{name = \"reader\", key_sha256 = \"{}\"}}]",
@@ -95,9 +94,7 @@ fn gateway(jwks_url: &str) -> Gateway {
         ("TSUNAGI_AUTH__JWKS_MIN_REFRESH", "0s"),
         ("TSUNAGI_AUTH__API_KEY", api_keys.as_str()),
     ];
-    let mut gw = Gateway::start_in(&tmp.path().join("cache"), &env);
-    gw.hold(tmp);
-    gw
+    Gateway::start_with_env(&env)
 }
 
 struct Answer {

@@ -45,10 +45,7 @@ async fn allowed_callers_refuse_and_audit() {
     ) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let env = [("TSUNAGI_DIMSE__ALLOWED_CALLERS", CALLERS)];
-    let mut gw = Gateway::start_in(&tmp.path().join("cache"), &env);
-    gw.hold(tmp);
+    let gw = Gateway::start_with_env(&[("TSUNAGI_DIMSE__ALLOWED_CALLERS", CALLERS)]);
 
     let (ok, text) = run(&echoscu, &["-aet", "HOSPA"], gw.dimse, &[]);
     assert!(ok, "HOSPA from 127.0.0.1 is allowed:\n{text}");

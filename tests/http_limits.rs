@@ -39,17 +39,12 @@ fn get(extra: &str) -> String {
 
 #[test]
 fn header_limits_head_timeout_and_body_limit() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut gw = Gateway::start_in(
-        &tmp.path().join("cache"),
-        &[
-            ("TSUNAGI_HTTP__MAX_HEADERS", "40"),
-            ("TSUNAGI_HTTP__MAX_HEADER_BYTES", "16KiB"),
-            ("TSUNAGI_HTTP__HEADER_READ_TIMEOUT", "1s"),
-            ("TSUNAGI_HTTP__MAX_REQUEST_BODY", "64KiB"),
-        ],
-    );
-    gw.hold(tmp);
+    let gw = Gateway::start_with_env(&[
+        ("TSUNAGI_HTTP__MAX_HEADERS", "40"),
+        ("TSUNAGI_HTTP__MAX_HEADER_BYTES", "16KiB"),
+        ("TSUNAGI_HTTP__HEADER_READ_TIMEOUT", "1s"),
+        ("TSUNAGI_HTTP__MAX_REQUEST_BODY", "64KiB"),
+    ]);
     let addr = gw.http;
     assert_eq!(status_of(addr, &get(""), b""), 200);
 

@@ -46,9 +46,7 @@ fn loaded_gateway() -> Option<Gateway> {
 fn loaded_gateway_with(env: &[(&str, &str)]) -> Option<Gateway> {
     let storescu = peer("/usr/bin/storescu", "DCMTK pushes the samples")?;
     browser_available()?;
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let mut gw = Gateway::start_in(&tmp.path().join("cache"), env);
-    gw.hold(tmp);
+    let gw = Gateway::start_with_env(env);
     push_all_samples(&storescu, gw.dimse);
     Some(gw)
 }

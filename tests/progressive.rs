@@ -19,10 +19,7 @@ const OHIF_FRAMES: &str = "multipart/related; type=application/octet-stream; tra
 /// 128x128 signed 16-bit CT slice stored in Explicit VR Little Endian.
 fn gateway_with_ct() -> Option<(Gateway, String)> {
     let dcmtk = peer("/usr/bin/storescu", "DCMTK pushes the CT slice")?;
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let dir = tmp.path().join("cache");
-    let mut gw = Gateway::start_in(&dir, &[("TSUNAGI_TRANSCODE__PREFERRED_FRAME_SYNTAX", RPCL)]);
-    gw.hold(tmp);
+    let gw = Gateway::start_with_env(&[("TSUNAGI_TRANSCODE__PREFERRED_FRAME_SYNTAX", RPCL)]);
     let entry = manifest()
         .into_iter()
         .find(|e| e["modality"] == "CT" && e["transfer_syntax"] == "1.2.840.10008.1.2.1")

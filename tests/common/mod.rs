@@ -30,9 +30,14 @@ pub struct Gateway {
 impl Gateway {
     /// Start on a fresh temp cache.
     pub fn start() -> Gateway {
+        Gateway::start_with_env(&[])
+    }
+
+    /// Start on a fresh temporary cache (removed with the gateway) with extra `TSUNAGI_*`
+    /// overrides.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Gateway {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let dir = tmp.path().join("cache");
-        let mut g = Gateway::start_in(&dir, &[]);
+        let mut g = Gateway::start_in(&tmp.path().join("cache"), env);
         g._tmp = Some(tmp);
         g
     }
