@@ -7,7 +7,6 @@ mod common;
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
@@ -49,10 +48,7 @@ impl TestKey {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    tsunagi::clock::now() as u64
 }
 
 fn claims(roles: &[&str]) -> Value {

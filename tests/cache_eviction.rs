@@ -78,19 +78,11 @@ async fn pinned_studies_survive_and_the_least_recently_used_go_first() {
     // a large cache first: the pinned study by a prefetch job, then A and B; A is read
     let mut gw = Gateway::start_with_config_in(&dir, &up, &[]);
     pacs.allow_move_to("TSUNAGI", gw.dimse);
-    let url = format!("http://{}", gw.http);
-    let job = reqwest::Client::new()
-        .post(format!("{url}/admin/jobs"))
-        .json(&json!({"patient_id": "PIN-1", "due": "2099-01-01T00:00"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(job.status().as_u16(), 201);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while get_json(&format!("{url}/admin/jobs/1")).await["state"] != "done" {
-        assert!(Instant::now() < deadline, "prefetch did not finish");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let url = admin(&gw);
+    let job = json!({"patient_id": "PIN-1", "due": "2099-01-01T00:00"});
+    let (status, body) = post_json(&format!("{url}/admin/jobs"), job).await;
+    assert_eq!(status, 201, "{body}");
+    wait_job(&gw, 1, Duration::from_secs(90), |j| j["state"] == "done").await;
     pacs.stop();
     for files in [&a_files, &b_files] {
         let (ok, out) = storescu(&storescu_bin, gw.dimse, "-x=", files);

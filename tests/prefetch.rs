@@ -14,15 +14,15 @@ use std::time::{Duration, Instant};
 use common::pacs::*;
 use common::studies::*;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const AS_STORED: &str = "multipart/related; type=\"application/dicom\"; transfer-syntax=*";
 
-/// Hospital A with JP-0001's sample study plus two more studies of JP-0001 (12 and 4
-/// instances) and JP-0005's study. Returns the PACS and JP-0001's studies with their files.
 /// A study UID and the files it was made of.
 type Study = (String, Vec<PathBuf>);
 
+/// Hospital A with JP-0001's sample study plus two more studies of JP-0001 (12 and 4
+/// instances) and JP-0005's study. Returns the PACS and JP-0001's studies with their files.
 fn hospital_with_three_studies(tmp: &Path) -> Option<(DcmQrScp, Vec<Study>)> {
     peer(DCMODIFY, "dcmodify makes more studies for the PACS")?;
     let base = pacs_files("hospa/jp-0001/");
@@ -38,41 +38,6 @@ fn hospital_with_three_studies(tmp: &Path) -> Option<(DcmQrScp, Vec<Study>)> {
         (uid3, s3),
     ];
     Some((a, studies))
-}
-
-fn admin(gw: &Gateway) -> String {
-    format!("http://{}", gw.http)
-}
-
-async fn post_json(url: &str, body: Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .expect("post");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-/// Poll a job until `done(job)` holds, at most `limit`.
-async fn wait_job(gw: &Gateway, id: i64, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let job = get_json(&format!("{}/admin/jobs/{id}", admin(gw))).await;
-        if done(&job) {
-            return job;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} not there after {limit:?}: {job:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn data_sets(files: &[PathBuf]) -> Vec<Vec<u8>> {
@@ -147,11 +112,10 @@ async fn prefetch_by_patient_pulls_every_study_then_serves_them_without_the_pacs
     for (uid, files) in &studies {
         let (status, ct, _, body) = get(&format!("{}/studies/{uid}", gw.base()), AS_STORED).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-        let parts: Vec<Vec<u8>> = multipart_parts(&ct, &body)
+        let mut parts: Vec<Vec<u8>> = multipart_parts(&ct, &body)
             .into_iter()
             .map(|(_, b)| data_set_bytes(&b).to_vec())
             .collect();
-        let mut parts = parts;
         parts.sort();
         assert_eq!(parts, data_sets(files), "study {uid} from the cache alone");
     }
@@ -160,11 +124,7 @@ async fn prefetch_by_patient_pulls_every_study_then_serves_them_without_the_pacs
 /// A window that opened an hour ago is closed now; `shift_hours` = 3 gives one that opens in
 /// three hours (UTC, `jobs.utc_offset` = "Z").
 fn window_from_now(shift_hours: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let m = (now / 60 + shift_hours * 60).rem_euclid(1440);
+    let m = tsunagi::clock::minute_of_day(tsunagi::clock::now() + shift_hours * 3600, 0) as i64;
     let e = (m + 1).rem_euclid(1440);
     format!("{:02}:{:02}-{:02}:{:02}", m / 60, m % 60, e / 60, e % 60)
 }

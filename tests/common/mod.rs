@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -416,5 +416,47 @@ pub fn audit_records(path: &Path, want: impl Fn(&[Value]) -> bool) -> Vec<Value>
             return records;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The gateway's origin, for `/admin` URLs.
+pub fn admin(gw: &Gateway) -> String {
+    format!("http://{}", gw.http)
+}
+
+/// POST a JSON body; the status and the answer (JSON, or the text as a JSON string).
+pub async fn post_json(url: &str, body: Value) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Poll a job until `done(job)` holds, at most `limit`.
+pub async fn wait_job(
+    gw: &Gateway,
+    id: i64,
+    limit: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let job = get_json(&format!("{}/admin/jobs/{id}", admin(gw))).await;
+        if done(&job) {
+            return job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} not there after {limit:?}: {job:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
