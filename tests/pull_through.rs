@@ -41,14 +41,6 @@ fn network() -> Option<Network> {
     network_with(pacs_files("hospa/"), "")
 }
 
-fn uids(rows: &Value, tag: &str) -> BTreeSet<String> {
-    rows.as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r[tag]["Value"][0].as_str().map(str::to_string))
-        .collect()
-}
-
 fn aes(row: &Value) -> Vec<String> {
     row["00080054"]["Value"]
         .as_array()
@@ -162,19 +154,7 @@ async fn cold_study_reads_pull_from_each_hospital_byte_for_byte() {
         let url = format!("{}/studies/{study}", net.gw.base());
         let (status, ct, _, body) = get(&url, AS_STORED).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-        let served = parts_by_sop(&ct, &body);
-        let entries = pacs_entries(prefix);
-        assert_eq!(served.len(), entries.len(), "{prefix}");
-        for e in &entries {
-            let source =
-                std::fs::read(pacs_samples_dir().join(e["path"].as_str().unwrap())).unwrap();
-            let sop = e["sop_instance_uid"].as_str().unwrap();
-            assert!(
-                served[sop] == data_set_bytes(&source),
-                "{} differs after the pull",
-                e["path"]
-            );
-        }
+        assert_served_as_stored(&ct, &body, prefix, "after the pull");
         assert_eq!(
             pacs.retrieves_of(&study),
             1,

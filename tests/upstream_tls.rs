@@ -87,14 +87,6 @@ fn row<'a>(rows: &'a [String], upstream: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no row for {upstream} in {rows:?}"))
 }
 
-fn study_uids(rows: &Value) -> BTreeSet<String> {
-    rows.as_array()
-        .expect("an array of studies")
-        .iter()
-        .filter_map(|r| r["0020000D"]["Value"][0].as_str().map(str::to_string))
-        .collect()
-}
-
 /// QIDO-RS for JP-0001 finds hospital B's study (and nothing is missing: no Warning).
 async fn search_finds_the_study(gw: &Gateway) {
     let url = format!("{}/studies?PatientID=JP-0001", gw.base());
@@ -107,7 +99,7 @@ async fn search_finds_the_study(gw: &Gateway) {
     );
     let rows: Value = serde_json::from_slice(&body).expect("json");
     let expected: BTreeSet<String> = [pacs_uid(STUDY, "study_uid")].into();
-    assert_eq!(study_uids(&rows), expected);
+    assert_eq!(uids(&rows, "0020000D"), expected);
     assert_eq!(rows[0]["00080054"]["Value"][0], "HOSPB", "{rows}");
 }
 
@@ -127,18 +119,7 @@ async fn retrieve_is_byte_for_byte(gw: &Gateway, pacs: &Orthanc, prefix: &str, o
         String::from_utf8_lossy(&body),
         gw.log()
     );
-    let served = parts_by_sop(&ct, &body);
-    let entries = pacs_entries(prefix);
-    assert_eq!(served.len(), entries.len(), "{prefix}");
-    for e in &entries {
-        let source = std::fs::read(pacs_samples_dir().join(e["path"].as_str().unwrap())).unwrap();
-        let sop = e["sop_instance_uid"].as_str().unwrap();
-        assert!(
-            served[sop] == data_set_bytes(&source),
-            "{} differs after the pull over TLS",
-            e["path"]
-        );
-    }
+    assert_served_as_stored(&ct, &body, prefix, "after the pull over TLS");
     let gets = pacs.retrieves();
     assert_eq!(gets.len(), 1, "one retrieve: {gets:?}");
     assert_eq!(gets[0].op, op);

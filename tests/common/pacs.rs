@@ -62,6 +62,32 @@ pub fn pacs_entries(prefix: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A multipart body of instances holds, byte for byte, the data sets of the PACS's files
+/// under `prefix`, no more and no fewer (`context` ends the failure message).
+pub fn assert_served_as_stored(ct: &str, body: &[u8], prefix: &str, context: &str) {
+    let served = crate::common::parts_by_sop(ct, body);
+    let entries = pacs_entries(prefix);
+    assert_eq!(served.len(), entries.len(), "{prefix}");
+    for e in &entries {
+        let source = std::fs::read(pacs_samples_dir().join(e["path"].as_str().unwrap())).unwrap();
+        let sop = e["sop_instance_uid"].as_str().unwrap();
+        assert!(
+            served[sop] == crate::common::data_set_bytes(&source),
+            "{} differs {context}",
+            e["path"]
+        );
+    }
+}
+
+/// The values of `tag` ("0020000D") in DICOM JSON rows.
+pub fn uids(rows: &Value, tag: &str) -> std::collections::BTreeSet<String> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r[tag]["Value"][0].as_str().map(str::to_string))
+        .collect()
+}
+
 pub fn pacs_files(prefix: &str) -> Vec<PathBuf> {
     pacs_entries(prefix)
         .iter()
