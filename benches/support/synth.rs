@@ -220,22 +220,9 @@ impl StudySpec {
     }
 }
 
-/// Days since 1970-01-01 to (y, m, d) (Howard Hinnant's civil_from_days).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
+/// Days since 1970-01-01 as a DICOM date (YYYYMMDD).
 fn da(days: i64) -> String {
-    let (y, m, d) = civil(days);
-    format!("{y:04}{m:02}{d:02}")
+    tsunagi::clock::format_datetime(days * 86_400, 0)[..10].replace('-', "")
 }
 
 /// Study number `i` of a data set of `n` studies.
