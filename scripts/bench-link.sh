@@ -45,8 +45,9 @@ if [ "${QUICK:-}" = 1 ]; then
 fi
 export RATE=${RATE:-10mbit} RTT_MS=${RTT_MS:-20} SLICES=${SLICES:-200} RUNS=${RUNS:-3}
 
-say() { printf '[bench-link %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { say "FAILED: $*"; exit 1; }
+BENCH_NAME=bench-link
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 
 [ "$(id -u)" = 0 ] || die "needs root: network namespaces and tc"
 for tool in cargo python3 ip tc curl opj_decompress /usr/bin/storescu /usr/sbin/Orthanc; do
@@ -58,61 +59,15 @@ done
 python3 -c 'import pydicom, numpy' 2>/dev/null || die "python3 needs pydicom and numpy"
 [ -f benches/make_ct.py ] || die "benches/make_ct.py (the CT generator) is missing"
 
-WORK=$(mktemp -d /tmp/tsunagi-bench-link.XXXXXX)
-BENCH_PID=''   # the running step (build, generator, bench): waited on in the background so
-               # that an interrupt is handled at once, not when the step ends
+bench_init tsunagi-link-view tsunagi-link-srv
 
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM HUP
-    if [ -n "$BENCH_PID" ] && kill -0 "$BENCH_PID" 2>/dev/null; then
-        kill -TERM "$BENCH_PID" 2>/dev/null || true   # it stops its own processes
-        for _ in $(seq 100); do kill -0 "$BENCH_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$BENCH_PID" 2>/dev/null || true
-    fi
-    if [ -s "$WORK/pids" ]; then                       # whatever it could not stop
-        while read -r pgid; do
-            if [ -n "$pgid" ]; then kill -KILL -- "-$pgid" 2>/dev/null || true; fi
-        done <"$WORK/pids"
-    fi
-    for ns in tsunagi-link-view tsunagi-link-srv; do
-        ip netns del "$ns" 2>/dev/null || true
-    done
-    if [ "${BENCH_KEEP:-}" = 1 ]; then
-        say "kept $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-step() { # run a step as a tracked background job; its status is ours
-    "$@" &
-    BENCH_PID=$!
-    local status=0
-    wait "$BENCH_PID" || status=$?
-    BENCH_PID=''
-    return "$status"
-}
-
-say "building (release)"
-step cargo build --release --quiet --bin tsunagi || die "the release build failed"
+bench_build
 COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [ -n "$(git status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
     COMMIT="$COMMIT + uncommitted changes under src/"
 fi
-export ROOT WORK BIN=$ROOT/target/release/tsunagi BENCH_COMMAND="$COMMAND" BENCH_COMMIT="$COMMIT"
+export ROOT WORK BIN BENCH_COMMAND="$COMMAND" BENCH_COMMIT="$COMMIT"
 
-say "generating the $SLICES-slice CT series"
-mkdir -p "$WORK/ct"
-step python3 benches/make_ct.py "$WORK/ct" --slices "$SLICES" >"$WORK/ct.txt" || die "make_ct.py failed"
-python3 - "$WORK/ct.txt" "$WORK/ct.json" <<'PY'
-import json, sys
-kv = dict(w.split("=", 1) for w in open(sys.argv[1]).read().split())
-json.dump({k: (int(v) if k in ("files", "bytes") else v) for k, v in kv.items()}, open(sys.argv[2], "w"))
-PY
-say "CT: $(cat "$WORK/ct.txt")"
+bench_ct "$WORK/ct"
 
 step python3 benches/link/bench_link.py

@@ -38,8 +38,9 @@ if [ "${QUICK:-}" = 1 ]; then
 fi
 export RATE=${RATE:-10mbit} DELAY_MS=${DELAY_MS:-10} SLICES=${SLICES:-200} RUNS=${RUNS:-3}
 
-say() { printf '[bench-pull %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { say "FAILED: $*"; exit 1; }
+BENCH_NAME=bench-pull
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 
 [ "$(id -u)" = 0 ] || die "needs root: network namespaces and tc"
 for tool in cargo python3 ip tc /usr/bin/dcmqrscp /usr/bin/dcmqridx /usr/bin/movescu \
@@ -49,57 +50,11 @@ done
 python3 -c 'import pydicom, numpy' 2>/dev/null || die "python3 needs pydicom and numpy"
 [ -f benches/make_ct.py ] || die "benches/make_ct.py (the CT generator) is missing"
 
-WORK=$(mktemp -d /tmp/tsunagi-bench-pull.XXXXXX)
-BENCH_PID=''   # the running step (build, generator, bench): waited on in the background so
-               # that an interrupt is handled at once, not when the step ends
+bench_init tsunagi-bench-lo tsunagi-bench-gw tsunagi-bench-pacs
 
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM HUP
-    if [ -n "$BENCH_PID" ] && kill -0 "$BENCH_PID" 2>/dev/null; then
-        kill -TERM "$BENCH_PID" 2>/dev/null || true   # it stops its own processes
-        for _ in $(seq 100); do kill -0 "$BENCH_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$BENCH_PID" 2>/dev/null || true
-    fi
-    if [ -s "$WORK/pids" ]; then                       # whatever it could not stop
-        while read -r pgid; do
-            [ -n "$pgid" ] && kill -KILL -- "-$pgid" 2>/dev/null || true
-        done <"$WORK/pids"
-    fi
-    for ns in tsunagi-bench-lo tsunagi-bench-gw tsunagi-bench-pacs; do
-        ip netns del "$ns" 2>/dev/null || true
-    done
-    if [ "${BENCH_KEEP:-}" = 1 ]; then
-        say "kept $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+bench_build
+export ROOT WORK BIN
 
-step() { # run a step as a tracked background job; its status is ours
-    "$@" &
-    BENCH_PID=$!
-    local status=0
-    wait "$BENCH_PID" || status=$?
-    BENCH_PID=''
-    return "$status"
-}
-
-say "building (release)"
-step cargo build --release --quiet --bin tsunagi || die "the release build failed"
-export ROOT WORK BIN=$ROOT/target/release/tsunagi
-
-say "generating the $SLICES-slice CT series"
-mkdir -p "$WORK/pacs"
-step python3 benches/make_ct.py "$WORK/pacs" --slices "$SLICES" >"$WORK/ct.txt" || die "make_ct.py failed"
-python3 - "$WORK/ct.txt" "$WORK/ct.json" <<'PY'
-import json, sys
-kv = dict(w.split("=", 1) for w in open(sys.argv[1]).read().split())
-json.dump({k: (int(v) if k in ("files", "bytes") else v) for k, v in kv.items()}, open(sys.argv[2], "w"))
-PY
-say "CT: $(cat "$WORK/ct.txt")"
+bench_ct "$WORK/pacs"
 
 step python3 benches/pull/bench_pull.py

@@ -313,7 +313,7 @@ class Viewer:
 
     # -------------------------------------------------------------- one job
 
-    def job(self, conn: Conn, kind: str, sop: str) -> None:
+    def job(self, conn: Conn, kind: str, sop: str) -> tuple[Response, str | None]:
         a = self.args
         h = {"Accept-Encoding": "gzip"}
         if kind == "stored":
