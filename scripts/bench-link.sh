@@ -3,7 +3,7 @@
 # Tsunagi and from Orthanc + its DICOMweb plugin holding the same series, in the same run.
 #
 #   scripts/bench-link.sh                 # ~15 minutes after the release build (2 cores)
-#   QUICK=1 scripts/bench-link.sh         # 20 slices, 1 run: a fast check (~2 minutes)
+#   QUICK=1 scripts/bench-link.sh         # 20 slices, 1 run: a fast check (~1 minute)
 #   RATE=20mbit RTT_MS=40 scripts/bench-link.sh
 #
 # Builds --release, generates a deterministic 512x512 16-bit CT series (benches/make_ct.py),
